@@ -1,0 +1,118 @@
+"""The ``nowplaying`` command line: the entry point that builds Settings once and wires packages.
+
+Each subcommand names the function that runs it as ``"module:function"``; the module is imported
+only when that subcommand runs, so ``nowplaying --help`` stays fast. Every runner has the
+signature ``run(settings: Settings, args: argparse.Namespace) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import cast
+
+from nowplaying.settings import Settings
+
+Runner = Callable[[Settings, argparse.Namespace], int]
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="data set file or folder (default: the MSSD-derived sessions under NP_DATA_DIR)",
+    )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="use the built-in SYNTHETIC session generator instead of real data",
+    )
+    p.add_argument("--sessions", type=int, default=None, help="use at most this many sessions")
+    p.add_argument("--seed", type=int, default=7)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nowplaying",
+        description="Real-time streaming features and inference for Now Playing recommendations.",
+    )
+    parser.add_argument("--log-level", default=None, help="override NP_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("schemas", help="write the topics' JSON Schema files")
+    p.add_argument("--out", type=Path, default=Path("schemas"))
+    p.add_argument("--check", action="store_true", help="fail if the files are out of date")
+    p.set_defaults(runner="nowplaying.schemas_cli:run")
+
+    p = sub.add_parser("topics", help="create the Kafka topics (idempotent)")
+    p.set_defaults(runner="streams.topics:run")
+
+    p = sub.add_parser("train", help="train the LambdaRank ranker and export it to ONNX")
+    _add_data_args(p)
+    p.add_argument("--out", type=Path, default=None, help="model registry folder (NP_MODEL_DIR)")
+    p.add_argument("--trees", type=int, default=200)
+    p.add_argument("--leaves", type=int, default=31)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(runner="models.train:run")
+
+    p = sub.add_parser("evaluate", help="offline evaluation against baselines on the test split")
+    _add_data_args(p)
+    p.add_argument("--model", type=Path, default=None, help="model version folder (default latest)")
+    p.set_defaults(runner="models.evaluate:run")
+
+    p = sub.add_parser("worker", help="run the stream worker (Faust)")
+    p.set_defaults(runner="streams.worker:run")
+
+    p = sub.add_parser("api", help="run the HTTP API and the live Now Playing page")
+    p.set_defaults(runner="serving.main:run")
+
+    p = sub.add_parser("replay", help="produce a data set's sessions as play events")
+    _add_data_args(p)
+    p.add_argument("--rate", type=float, default=200.0, help="events per second (0: unlimited)")
+    p.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    p.add_argument(
+        "--speedup",
+        type=float,
+        default=None,
+        help="replay in event time, this many times faster (instead of a fixed --rate)",
+    )
+    p.add_argument("--concurrent", type=int, default=200, help="sessions interleaved at once")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(runner="streams.replay:run")
+
+    p = sub.add_parser("bench", help="run the benchmark harness")
+    p.add_argument("suite", nargs="?", default="all", help="stages | e2e | all")
+    p.add_argument("--quick", action="store_true", help="a tiny run, to check the harness")
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.set_defaults(runner="bench.run:run")
+
+    return parser
+
+
+def resolve(target: str) -> Runner:
+    module_name, func_name = target.split(":")
+    return cast(Runner, getattr(importlib.import_module(module_name), func_name))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(
+        level=args.log_level or settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        runner = resolve(args.runner)
+    except (ImportError, AttributeError) as exc:
+        print(f"nowplaying {args.command}: not available in this build ({exc})", file=sys.stderr)
+        return 2
+    return runner(settings, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Every Prometheus metric of nowplaying, in one place.
+
+Names follow ``nowplaying_<thing>_<unit>``; histograms have explicit buckets. The worker and the
+API each serve the process-wide registry at ``/metrics``. The Grafana dashboard under
+``deploy/grafana`` queries these names, and a test checks that they stay in step.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+#: 0.5 ms .. 1 s, for event-to-recommendation latency.
+LATENCY_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
+#: 50 us .. 1 s, for Redis round trips and inference calls.
+FAST_BUCKETS: Final = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+COUNT_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000)
+
+# --- worker ---------------------------------------------------------------------------------
+EVENTS = Counter("nowplaying_events_total", "Play events consumed, by event type.", ["event_type"])
+DUPLICATE_EVENTS = Counter(
+    "nowplaying_duplicate_events_total", "Events already applied before (redeliveries)."
+)
+DEAD_LETTERS = Counter(
+    "nowplaying_dead_letters_total",
+    "Messages sent to the dead-letter topic, by error class.",
+    ["reason"],
+)
+RECOMMENDATIONS = Counter(
+    "nowplaying_recommendations_total", "Recommendation lists published.", ["source"]
+)
+EVENT_TO_RECOMMENDATION = Histogram(
+    "nowplaying_event_to_recommendation_seconds",
+    "Time from the play event's Kafka timestamp to the recommendation's publish.",
+    buckets=LATENCY_BUCKETS,
+)
+REDIS_ROUNDTRIP = Histogram(
+    "nowplaying_redis_roundtrip_seconds",
+    "Redis pipeline round trips, by operation.",
+    ["operation"],
+    buckets=FAST_BUCKETS,
+)
+INFERENCE = Histogram(
+    "nowplaying_inference_seconds", "One onnxruntime scoring call.", buckets=FAST_BUCKETS
+)
+INFERENCE_ROWS = Histogram(
+    "nowplaying_inference_batch_rows",
+    "Candidate rows scored in one onnxruntime call.",
+    buckets=COUNT_BUCKETS,
+)
+BATCH_EVENTS = Histogram(
+    "nowplaying_batch_events", "Events processed per agent iteration.", buckets=COUNT_BUCKETS
+)
+CANDIDATES = Histogram(
+    "nowplaying_candidates_per_request",
+    "Candidates ranked for one track start.",
+    buckets=COUNT_BUCKETS,
+)
+RETRIES = Counter(
+    "nowplaying_retries_total",
+    "Retries after a failing dependency, by dependency.",
+    ["dependency"],
+)
+DEPENDENCY_UP = Gauge(
+    "nowplaying_dependency_up",
+    "1 when the last call to the dependency succeeded.",
+    ["dependency"],
+)
+CONSUMER_LAG = Gauge(
+    "nowplaying_consumer_lag_messages",
+    "Messages behind the partition's high watermark.",
+    ["topic", "partition"],
+)
+MODEL_INFO = Info("nowplaying_model", "The model version in use.")
+
+# --- API ------------------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "nowplaying_http_requests_total", "HTTP requests, by route and status.", ["route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "nowplaying_http_request_duration_seconds",
+    "HTTP request duration, by route.",
+    ["route"],
+    buckets=FAST_BUCKETS,
+)

@@ -1,0 +1,98 @@
+"""The one settings object of nowplaying.
+
+Every process builds it once in its entry point (``Settings()`` reads ``NP_*`` variables and an
+optional ``.env`` file) and passes it down. Nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Field ``x`` is set by the environment variable ``NP_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NP_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- Kafka ---------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_password: SecretStr | None = None
+
+    topic_play_events: str = "play-events"
+    topic_recommendations: str = "now-playing-recommendations"
+    topic_dead_letters: str = "play-events-dlq"
+    topic_partitions: int = Field(8, ge=1, description="Partitions for the topics we create.")
+    topic_replication_factor: int = Field(1, ge=1)
+    consumer_group: str = "nowplaying-worker"
+
+    # --- Redis ---------------------------------------------------------------------------
+    redis_url: str = Field(
+        "redis://127.0.0.1:6380/0",
+        description="redis:// or rediss:// URL; with redis_cluster=true any node of the cluster.",
+    )
+    redis_cluster: bool = False
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_ssl_ca_certs: Path | None = None
+    redis_key_prefix: str = "np"
+
+    # --- Models and data -----------------------------------------------------------------
+    model_dir: Path = Field(
+        Path("var/models"),
+        description="Model registry folder: one sub-folder per version and a 'latest' pointer.",
+    )
+    model_version: str | None = Field(
+        None, description="Version to serve; default is the registry's 'latest' pointer."
+    )
+    data_dir: Path = Field(
+        Path("../shared/data"), description="Folder holding the listening-session data sets."
+    )
+
+    # --- Stream processing ---------------------------------------------------------------
+    session_ttl_seconds: int = Field(1800, ge=1, description="Session inactivity TTL in Redis.")
+    max_session_events: int = Field(1000, ge=2, description="Events kept per session in Redis.")
+    top_k: int = Field(10, ge=1, le=200)
+    candidates: int = Field(200, ge=1)
+    batch_max_events: int = Field(200, ge=1, description="Events taken per agent iteration.")
+    batch_within_seconds: float = Field(0.005, gt=0, description="How long to wait to fill one.")
+    max_event_bytes: int = Field(16384, ge=256, description="Larger messages are dead-lettered.")
+    max_clock_skew_seconds: int = Field(
+        86400, ge=0, description="Events further than this in the future are dead-lettered."
+    )
+    ort_intra_op_threads: int = Field(1, ge=0, description="onnxruntime threads per call.")
+    retry_initial_seconds: float = Field(0.1, gt=0)
+    retry_max_seconds: float = Field(5.0, gt=0)
+
+    # --- HTTP ----------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
+    worker_metrics_port: int = Field(8001, ge=0, le=65535, description="Worker /metrics port.")
+    worker_web_port: int = Field(6066, ge=0, le=65535, description="Faust's own web port.")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]

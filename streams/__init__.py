@@ -1,0 +1,1 @@
+"""nowplaying streams."""
