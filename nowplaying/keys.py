@@ -37,3 +37,7 @@ class Keys:
     def user_session(self, user_id: str) -> str:
         """STRING, the id of the user's most recent session."""
         return f"{self.prefix}:u:{{{user_id}}}:session"
+
+    def active_users(self) -> str:
+        """ZSET user id -> epoch ms of the user's last event (for the live page's user picker)."""
+        return f"{self.prefix}:active-users"
