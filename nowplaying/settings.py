@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=0, le=65535)
     worker_metrics_port: int = Field(8001, ge=0, le=65535, description="Worker /metrics port.")
     worker_web_port: int = Field(6066, ge=0, le=65535, description="Faust's own web port.")
+    api_live_poll_seconds: float = Field(
+        0.4, gt=0, le=10, description="How often each live-page stream polls Redis for changes."
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
