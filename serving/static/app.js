@@ -1,0 +1,204 @@
+// nowplaying live page: watch one listener's session and Now Playing list, pushed by SSE.
+// Plain DOM, no build step. Every value from the server goes in through textContent.
+"use strict";
+
+const ID_PATTERN = /^[A-Za-z0-9_.:@+=\-]{1,128}$/;
+const OUTCOME_LABEL = { listened: "listened", skip_late: "skipped late", skip_early: "skipped early" };
+const $ = (id) => document.getElementById(id);
+
+let source = null;
+let watching = null;
+let updates = 0;
+let lastTrigger = null;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("data-")) node.setAttribute(k, v);
+    else node[k] = v;
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+function clock(ms) {
+  return ms ? new Date(ms).toLocaleTimeString([], { hour12: false }) : "–";
+}
+
+function ago(ms) {
+  if (!ms) return "";
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 60 ? `${s}s ago` : s < 3600 ? `${Math.floor(s / 60)}m ago` : `${Math.floor(s / 3600)}h ago`;
+}
+
+function setStatus(state, text) {
+  const s = $("status");
+  s.dataset.state = state;
+  s.textContent = text;
+}
+
+function facts(dl, pairs) {
+  dl.replaceChildren();
+  for (const [k, v] of pairs) {
+    if (v === null || v === undefined || v === "") continue;
+    dl.append(el("dt", {}, k), el("dd", {}, v));
+  }
+}
+
+function renderNowPlaying(view) {
+  const box = $("now-playing");
+  const np = view.now_playing;
+  box.replaceChildren();
+  box.classList.toggle("empty", !np);
+  if (np) {
+    box.dataset.trackId = np.track_id;
+    box.append(el("div", { class: "track" }, np.track_id), el("div", { class: "since" }, `started ${clock(np.started_at)}`));
+  } else {
+    delete box.dataset.trackId;
+    box.append(view.session_id ? "Between tracks." : "No active session for this listener yet.");
+  }
+  const f = view.features || {};
+  facts($("session-facts"), [
+    ["listener", view.user_id],
+    ["session", view.session_id],
+    ["position", f.position],
+    ["plays", f.plays],
+    ["skip rate", f.skip_rate === undefined ? null : `${Math.round(f.skip_rate * 100)}%`],
+    ["in a row skipped", f.consecutive_skips],
+  ]);
+}
+
+function renderPlays(view) {
+  const list = $("recent-plays");
+  list.replaceChildren();
+  for (const p of view.recent_plays || []) {
+    const state = p.outcome || "playing";
+    const label = p.outcome ? OUTCOME_LABEL[p.outcome] : "playing";
+    list.append(
+      el("li", { class: state, "data-track-id": p.track_id },
+        el("span", { class: "track" }, p.track_id),
+        el("span", { class: `outcome ${state}`, title: clock(p.ended_at || p.started_at) }, label)),
+    );
+  }
+  if (!list.children.length) list.append(el("li", { class: "empty" }, "No plays yet."));
+}
+
+function renderRecommendations(view) {
+  const msg = view.recommendations;
+  const list = $("recs");
+  $("recs-empty").hidden = Boolean(msg && msg.recommendations.length);
+  if (!msg) {
+    list.replaceChildren();
+    list.removeAttribute("data-trigger");
+    facts($("recs-meta"), []);
+    return;
+  }
+  const scores = msg.recommendations.map((r) => r.score);
+  const lo = Math.min(...scores), hi = Math.max(...scores);
+  list.replaceChildren(...msg.recommendations.map((r) => {
+    const width = hi > lo ? 8 + 92 * (r.score - lo) / (hi - lo) : 100;
+    const bar = el("div", { class: "score", title: `score ${r.score.toFixed(4)}` });
+    const fill = el("span");
+    fill.style.width = `${width.toFixed(1)}%`;
+    bar.append(fill);
+    return el("li", { "data-track-id": r.track_id },
+      el("span", { class: "rank" }, r.rank),
+      el("div", {}, el("div", { class: "track" }, r.track_id), bar),
+      el("span", { class: "source" }, r.source));
+  }));
+  list.dataset.trigger = msg.trigger_event_id;
+  if (msg.trigger_event_id !== lastTrigger) {
+    lastTrigger = msg.trigger_event_id;
+    updates += 1;
+    $("recs-updates").textContent = String(updates);
+    list.classList.remove("fresh");
+    void list.offsetWidth; // restart the highlight animation
+    list.classList.add("fresh");
+  }
+  facts($("recs-meta"), [
+    ["trigger event", msg.trigger_event_id],
+    ["model", msg.model_version],
+    ["generated", `${clock(msg.generated_at)} (${ago(msg.generated_at)})`],
+    ["sources", [...new Set(msg.recommendations.map((r) => r.source))].join(", ")],
+  ]);
+}
+
+function render(view) {
+  renderNowPlaying(view);
+  renderPlays(view);
+  renderRecommendations(view);
+  document.title = view.now_playing ? `▶ ${view.now_playing.track_id} · nowplaying` : "nowplaying · live";
+}
+
+function watch(user) {
+  if (!ID_PATTERN.test(user)) {
+    $("picker-error").hidden = false;
+    $("picker-error").textContent = "A user id is 1-128 characters: letters, digits and _ . : @ + = -";
+    return;
+  }
+  $("picker-error").hidden = true;
+  if (source) source.close();
+  watching = user;
+  updates = 0;
+  lastTrigger = null;
+  $("recs-updates").textContent = "0";
+  $("user-input").value = user;
+  const url = new URL(window.location.href);
+  url.searchParams.set("user", user);
+  history.replaceState(null, "", url);
+  highlightChip();
+  setStatus("connecting", "connecting…");
+  source = new EventSource(`/v1/users/${encodeURIComponent(user)}/live`);
+  source.addEventListener("open", () => setStatus("live", `live · ${user}`));
+  source.addEventListener("snapshot", (e) => {
+    setStatus("live", `live · ${user}`);
+    render(JSON.parse(e.data));
+  });
+  source.addEventListener("error", (e) => {
+    if (e.data) {
+      const err = JSON.parse(e.data);
+      setStatus("error", `${err.dependency || "server"} unavailable, retrying`);
+    } else if (source.readyState !== EventSource.OPEN) {
+      setStatus("connecting", "reconnecting…");
+    }
+  });
+}
+
+function highlightChip() {
+  for (const b of $("active-users").querySelectorAll("button")) {
+    b.classList.toggle("active", b.textContent === watching);
+  }
+}
+
+async function refreshUsers() {
+  try {
+    const res = await fetch("/v1/users?limit=12", { cache: "no-store" });
+    if (!res.ok) return;
+    const { users } = await res.json();
+    $("user-list").replaceChildren(...users.map((u) => el("option", { value: u })));
+    $("active-users").replaceChildren(
+      el("span", { class: "muted" }, users.length ? "active:" : "no active listeners yet"),
+      ...users.slice(0, 10).map((u) => {
+        const b = el("button", { type: "button" }, u);
+        b.addEventListener("click", () => watch(u));
+        return b;
+      }),
+    );
+    highlightChip();
+    if (!watching && users.length) watch(users[0]);
+  } catch (_) {
+    // the API is restarting; try again on the next tick
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("picker").addEventListener("submit", (e) => {
+    e.preventDefault();
+    watch($("user-input").value.trim());
+  });
+  const requested = new URL(window.location.href).searchParams.get("user");
+  if (requested) watch(requested);
+  refreshUsers();
+  setInterval(refreshUsers, 5000);
+});
