@@ -84,11 +84,23 @@ class Settings(BaseSettings):
     ort_intra_op_threads: int = Field(1, ge=0, description="onnxruntime threads per call.")
     retry_initial_seconds: float = Field(0.1, gt=0)
     retry_max_seconds: float = Field(5.0, gt=0)
+    worker_session_timeout_seconds: float = Field(
+        30.0,
+        ge=6.0,
+        description="Kafka consumer-group session timeout: how soon a dead worker's partitions "
+        "move to the others.",
+    )
+    worker_lag_interval_seconds: float = Field(
+        5.0, gt=0, description="How often the worker updates the consumer-lag gauge."
+    )
 
     # --- HTTP ----------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
-    worker_metrics_port: int = Field(8001, ge=0, le=65535, description="Worker /metrics port.")
+    worker_metrics_port: int = Field(
+        8001, ge=0, le=65535, description="Worker HTTP port: /metrics, /healthz, /readyz."
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="Interface the worker binds.")
     worker_web_port: int = Field(6066, ge=0, le=65535, description="Faust's own web port.")
     api_live_poll_seconds: float = Field(
         0.4, gt=0, le=10, description="How often each live-page stream polls Redis for changes."
