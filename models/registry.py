@@ -1,0 +1,60 @@
+"""The model registry: a folder with one sub-folder per model version and a ``latest`` pointer.
+
+``latest`` is a text file holding the name of the latest version folder. It is replaced
+atomically (write a temporary file, then ``os.replace``), so readers see the old or the new
+version, never a partial one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+LATEST: Final = "latest"
+MODEL_FILE: Final = "model.onnx"
+METADATA_FILE: Final = "metadata.json"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No usable model version; the message says where it looked and what to run."""
+
+
+def resolve_version_dir(model_dir: Path, version: str | None = None) -> Path:
+    """The folder of ``version``, or of the version named by ``latest`` when it is None."""
+    if version is None:
+        pointer = model_dir / LATEST
+        try:
+            version = pointer.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ModelNotFoundError(
+                f"no model in {model_dir} (no '{LATEST}' pointer): run `nowplaying train` "
+                "(or `nowplaying train --synthetic`) first"
+            ) from None
+        if not version:
+            raise ModelNotFoundError(f"{pointer} is empty")
+    version_dir = model_dir / version
+    for name in (MODEL_FILE, METADATA_FILE):
+        if not (version_dir / name).is_file():
+            raise ModelNotFoundError(f"model version {version!r} in {model_dir} has no {name}")
+    return version_dir
+
+
+def publish_version(model_dir: Path, version_dir: Path) -> None:
+    """Point ``latest`` at ``version_dir`` (a folder directly inside ``model_dir``), atomically."""
+    if version_dir.resolve().parent != model_dir.resolve():
+        raise ValueError(f"{version_dir} is not a version folder of {model_dir}")
+    tmp = model_dir / f".{LATEST}.{os.getpid()}.tmp"
+    tmp.write_text(version_dir.name + "\n", encoding="utf-8")
+    os.replace(tmp, model_dir / LATEST)
+
+
+def list_versions(model_dir: Path) -> list[str]:
+    """Version folder names holding a model, oldest first (names start with a UTC timestamp)."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in model_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / MODEL_FILE).is_file()
+    )
