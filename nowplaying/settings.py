@@ -111,3 +111,16 @@ class Settings(BaseSettings):
     @property
     def kafka_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+
+def settings_table_markdown() -> str:
+    """The README's configuration table, generated from the fields above."""
+    rows = ["| variable | default | description |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        shown = "" if default is None else f"`{default}`"
+        if isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        secret = " (secret)" if "SecretStr" in str(info.annotation) else ""
+        rows.append(f"| `NP_{name.upper()}` | {shown} | {info.description or ''}{secret} |")
+    return "\n".join(rows)
