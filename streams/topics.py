@@ -1,0 +1,133 @@
+"""The three Kafka topics of nowplaying, created explicitly (the broker does not auto-create).
+
+``nowplaying topics`` runs :func:`run`; the worker, the test fixtures and ``docker compose``'s
+``init`` service call :func:`ensure_topics`, which is idempotent: topics that already exist
+are left as they are (a partition count that differs from the settings is reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from nowplaying.clients import kafka_admin
+from nowplaying.settings import Settings
+
+if TYPE_CHECKING:
+    from kafka import KafkaAdminClient
+
+log = logging.getLogger(__name__)
+
+DAY_MS: Final = 24 * 3600 * 1000
+TOPIC_ALREADY_EXISTS: Final = 36  # Kafka protocol error code
+
+#: Retention per topic role: play events a week (enough to replay a session's history after
+#: an outage), recommendations a day (only the latest list matters), dead letters two weeks
+#: (time to inspect and re-drive them).
+RETENTION_MS: Final = {
+    "play_events": 7 * DAY_MS,
+    "recommendations": DAY_MS,
+    "dead_letters": 14 * DAY_MS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicStatus:
+    """What :func:`ensure_topics` found or did for one topic."""
+
+    name: str
+    created: bool
+    partitions: int | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def topic_specs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """kafka-python ``create_topics`` specs (name -> options) of the three topics."""
+    names = {
+        "play_events": settings.topic_play_events,
+        "recommendations": settings.topic_recommendations,
+        "dead_letters": settings.topic_dead_letters,
+    }
+    return {
+        name: {
+            "num_partitions": settings.topic_partitions,
+            "replication_factor": settings.topic_replication_factor,
+            "configs": {"cleanup.policy": "delete", "retention.ms": str(RETENTION_MS[role])},
+        }
+        for role, name in names.items()
+    }
+
+
+def ensure_topics(
+    settings: Settings, admin: KafkaAdminClient | None = None, *, timeout_ms: int = 30000
+) -> list[TopicStatus]:
+    """Create the missing topics and wait until every partition has a leader.
+
+    Uses ``admin`` when given (the caller keeps it open), else a short-lived admin client.
+    Returns one :class:`TopicStatus` per topic; problems are data (``status.error``), and only
+    an unreachable cluster raises (kafka-python's own errors).
+    """
+    own = admin is None
+    client = kafka_admin(settings) if admin is None else admin
+    try:
+        specs = topic_specs(settings)
+        response = client.create_topics(specs, timeout_ms=timeout_ms, raise_errors=False)
+        codes = {t["name"]: (t["error_code"], t.get("error_message")) for t in response["topics"]}
+        good = [name for name, (code, _) in codes.items() if code in (0, TOPIC_ALREADY_EXISTS)]
+        client.wait_for_topics(good, timeout_ms=timeout_ms)
+        partitions = {
+            t["name"]: len(t["partitions"])
+            for t in client.describe_topics(good)
+            if not t["error_code"]
+        }
+        return [
+            _status(name, codes[name], partitions.get(name), settings.topic_partitions)
+            for name in specs
+        ]
+    finally:
+        if own:
+            client.close()
+
+
+def _status(
+    name: str, code_and_message: tuple[int, str | None], partitions: int | None, wanted: int
+) -> TopicStatus:
+    code, message = code_and_message
+    if code not in (0, TOPIC_ALREADY_EXISTS):
+        return TopicStatus(name, False, None, f"error {code}: {message or 'create failed'}")
+    if partitions is not None and partitions != wanted:
+        note = f"has {partitions} partitions, settings say {wanted} (left unchanged)"
+        return TopicStatus(name, code == 0, partitions, note)
+    return TopicStatus(name, code == 0, partitions)
+
+
+def delete_topics(settings: Settings, admin: KafkaAdminClient | None = None) -> None:
+    """Delete the three topics where they exist (tests clean up with this)."""
+    own = admin is None
+    client = kafka_admin(settings) if admin is None else admin
+    try:
+        client.delete_topics(list(topic_specs(settings)), raise_errors=False)
+    finally:
+        if own:
+            client.close()
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """``nowplaying topics``: create the topics, print what happened; 1 on any problem."""
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's connection chatter
+    try:
+        statuses = ensure_topics(settings)
+    except Exception as exc:  # kafka-python raises several types when the cluster is down
+        print(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}")
+        return 1
+    for status in statuses:
+        what = "created" if status.created else "exists"
+        detail = f" ({status.error})" if status.error else ""
+        print(f"{status.name}: {what}, {status.partitions or '?'} partitions{detail}")
+    return 0 if all(status.ok for status in statuses) else 1
