@@ -75,17 +75,23 @@ def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def kafka_python_security_kwargs(settings: Settings) -> dict[str, Any]:
-    """Security options for kafka-python's ``KafkaProducer`` / ``KafkaConsumer`` / admin."""
-    protocol = settings.kafka_security_protocol
-    kwargs: dict[str, Any] = {"security_protocol": protocol}
-    if protocol in SASL_PROTOCOLS:
+def _protocol_and_sasl_kwargs(settings: Settings) -> dict[str, Any]:
+    """``security_protocol`` and the SASL login options, spelled alike by kafka-python/aiokafka."""
+    kwargs: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol in SASL_PROTOCOLS:
         mechanism, username, password = _sasl_login(settings)
         kwargs |= {
             "sasl_mechanism": mechanism,
             "sasl_plain_username": username,
             "sasl_plain_password": password,
         }
+    return kwargs
+
+
+def kafka_python_security_kwargs(settings: Settings) -> dict[str, Any]:
+    """Security options for kafka-python's ``KafkaProducer`` / ``KafkaConsumer`` / admin."""
+    protocol = settings.kafka_security_protocol
+    kwargs = _protocol_and_sasl_kwargs(settings)
     if protocol in SSL_PROTOCOLS:
         kwargs |= {
             "ssl_check_hostname": True,
@@ -100,14 +106,7 @@ def kafka_python_security_kwargs(settings: Settings) -> dict[str, Any]:
 def aiokafka_security_kwargs(settings: Settings) -> dict[str, Any]:
     """Security options for aiokafka's ``AIOKafkaProducer`` / ``AIOKafkaConsumer``."""
     protocol = settings.kafka_security_protocol
-    kwargs: dict[str, Any] = {"security_protocol": protocol}
-    if protocol in SASL_PROTOCOLS:
-        mechanism, username, password = _sasl_login(settings)
-        kwargs |= {
-            "sasl_mechanism": mechanism,
-            "sasl_plain_username": username,
-            "sasl_plain_password": password,
-        }
+    kwargs = _protocol_and_sasl_kwargs(settings)
     if protocol in SSL_PROTOCOLS:
         kwargs["ssl_context"] = kafka_ssl_context(settings)
     return kwargs
