@@ -7,14 +7,13 @@ folder with its ``metadata.json``, the version the worker serves.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from features.store import AsyncRedis
+from models.registry import METADATA_FILE, resolve_version_dir
 from nowplaying.settings import Settings
 
 #: How long /readyz waits for Redis before calling it down.
@@ -49,20 +48,12 @@ async def redis_status(redis: AsyncRedis) -> DependencyStatus:
 def resolve_model_version(settings: Settings) -> tuple[str | None, DependencyStatus]:
     """The served model version, from the registry's version folder and its metadata."""
     try:
-        version_dir = _resolve_version_dir(settings.model_dir, settings.model_version)
-        metadata: dict[str, Any] = json.loads((version_dir / "metadata.json").read_text())
+        version_dir = resolve_version_dir(settings.model_dir, settings.model_version)
+        metadata: dict[str, Any] = json.loads((version_dir / METADATA_FILE).read_text())
     except Exception as exc:  # a probe reports any failure as data
-        return None, DependencyStatus(
-            ok=False, detail=f"no model in {settings.model_dir}: {type(exc).__name__}: {exc}"
-        )
+        return None, DependencyStatus(ok=False, detail=f"{type(exc).__name__}: {exc}")
     version = str(metadata.get("version") or version_dir.name)
     return version, DependencyStatus(ok=True, detail=f"version {version} in {version_dir}")
-
-
-def _resolve_version_dir(model_dir: Path, version: str | None) -> Path:
-    registry = importlib.import_module("models.registry")
-    resolved: Path = registry.resolve_version_dir(model_dir, version)
-    return resolved
 
 
 async def check_readiness(redis: AsyncRedis, settings: Settings) -> Readiness:
