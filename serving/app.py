@@ -14,7 +14,6 @@ from pathlib import Path
 from time import perf_counter
 from typing import Annotated, Any
 
-import redis.asyncio
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -27,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.store import AsyncRedis, read_active_users, read_latest_recommendations
 from features.store import read_session_features as _read_session_features
+from nowplaying.clients import async_redis_client
 from nowplaying.events import ID_PATTERN, RecommendationMessage
 from nowplaying.keys import Keys
 from nowplaying.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -77,19 +77,6 @@ class ActiveUsers(BaseModel):
     users: list[str] = Field(description="Most recently active listeners first.")
 
 
-def connect_redis(settings: Settings) -> AsyncRedis:
-    """The API's Redis client (the one place it is built)."""
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return redis.asyncio.Redis.from_url(
-        settings.redis_url,
-        username=settings.redis_username,
-        password=password,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-        health_check_interval=15,
-    )
-
-
 def get_redis(request: Request) -> AsyncRedis:
     return request.app.state.redis
 
@@ -102,7 +89,7 @@ def create_app(settings: Settings, redis: AsyncRedis | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis if redis is not None else connect_redis(settings)
+        client = redis if redis is not None else async_redis_client(settings)
         app.state.redis = client
         try:
             yield
