@@ -1,0 +1,352 @@
+"""The stream's processing core, independent of Faust: a batch of raw messages in, effects out.
+
+For one batch (messages of the ``play-events`` topic in offset order):
+
+1. validate every message against the event contract; failures become dead letters;
+2. apply the valid events to the Redis feature store (one Lua call each, one pipelined round
+   trip): dedupe by event id, append to the session log, refresh the TTL, return the log;
+3. fold each returned log with :func:`features.session.fold_events` (the code training uses);
+4. rank every ``track_start`` of the batch with ONE :meth:`Recommender.recommend` call;
+5. store states and lists in a second round trip (a list, once stored for a trigger event, is
+   never replaced: a redelivered ``track_start`` republishes the stored list);
+6. publish the lists and dead letters and wait until Kafka acknowledged every one.
+
+When :meth:`Pipeline.process_batch` returns, the batch's effects are durable in Redis and its
+messages are acknowledged by Kafka: only then may the caller commit the batch's offsets.
+Redis and Kafka failures are retried with exponential backoff, forever (never drop, never skip);
+every step is idempotent, so a retried or redelivered batch has the same effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from features.session import SessionState
+from features.store import Applied, FeatureStore, StoredList
+from nowplaying import metrics
+from nowplaying.events import (
+    Recommendation,
+    RecommendationMessage,
+    Rejection,
+    TrackEnd,
+    TrackStart,
+    dead_letter_for,
+    parse_play_event,
+)
+from nowplaying.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+PlayEvent = TrackStart | TrackEnd
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One consumed Kafka record, as the pipeline needs it."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+
+class Ranker(Protocol):
+    """What the pipeline needs of :class:`models.recommender.Recommender`."""
+
+    @property
+    def model_version(self) -> str: ...
+
+    def recommend(self, states: Sequence[SessionState], k: int) -> list[list[Recommendation]]: ...
+
+
+class Publisher(Protocol):
+    """Sends one record; the returned awaitable completes when Kafka acknowledged it."""
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch did (counts, for logs, tests and benchmarks)."""
+
+    messages: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    published: int = 0
+    republished: int = 0
+    recomputed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _ListJob:
+    """A list to publish for a ``track_start``: computed now, or stored before."""
+
+    applied: Applied
+    source: RawMessage
+    stored_json: str | None = None
+
+    @property
+    def event_id(self) -> str:
+        return self.applied.event.event_id
+
+
+class Pipeline:
+    """Turns batches of ``play-events`` records into features, lists and dead letters.
+
+    Clients are injected: ``redis`` (``redis.asyncio.Redis`` or ``RedisCluster``), ``ranker``
+    (a loaded Recommender), ``publisher`` (a Kafka producer). ``clock`` returns epoch seconds;
+    ``sleep`` is the backoff sleep (both injectable for tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: FeatureStore,
+        ranker: Ranker,
+        publisher: Publisher,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._ranker = ranker
+        self._publisher = publisher
+        self._clock = clock
+        self._sleep = sleep
+
+    async def process_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
+        """Process the batch; returns once its effects are durable and published."""
+        result = BatchResult(messages=len(messages))
+        metrics.BATCH_EVENTS.observe(len(messages))
+        events, letters = self._validate(messages)
+        applied = await self._retry("redis", lambda: self._timed_apply([e for e, _ in events]))
+        ok: list[tuple[Applied, RawMessage]] = []
+        for a, (_, msg) in zip(applied, events, strict=True):
+            if a.error is None:
+                ok.append((a, msg))
+            else:
+                log.error("feature store refused event %s: %s", a.event.event_id, a.error)
+                letters.append((msg, Rejection("store_rejected", a.error)))
+        self._count_events(ok, result)
+        jobs, states = self._plan(ok)
+        lists = self._rank(jobs)
+        for job in jobs:
+            if job.stored_json is None and job.event_id not in lists:
+                letters.append((job.source, Rejection("ranking_failed", "the ranker failed")))
+        jobs = [j for j in jobs if j.stored_json is not None or j.event_id in lists]
+        stored = await self._retry("redis", lambda: self._timed_write(ok, jobs, lists, states))
+        outgoing = self._outgoing(jobs, stored, letters, result)
+        await self._retry("kafka", lambda: self._publish(outgoing))
+        self._observe_published(jobs, lists)
+        return result
+
+    # --- validation -------------------------------------------------------------------------
+
+    def _validate(
+        self, messages: Sequence[RawMessage]
+    ) -> tuple[list[tuple[PlayEvent, RawMessage]], list[tuple[RawMessage, Rejection]]]:
+        events: list[tuple[PlayEvent, RawMessage]] = []
+        letters: list[tuple[RawMessage, Rejection]] = []
+        horizon_ms = int(self._clock() * 1000) + self._settings.max_clock_skew_seconds * 1000
+        for msg in messages:
+            parsed = parse_play_event(msg.value or b"", self._settings.max_event_bytes)
+            if not isinstance(parsed, Rejection) and parsed.ts > horizon_ms:
+                parsed = Rejection(
+                    "timestamp_in_future",
+                    f"ts {parsed.ts} is more than {self._settings.max_clock_skew_seconds} s "
+                    "ahead of the worker's clock",
+                )
+            if isinstance(parsed, Rejection):
+                letters.append((msg, parsed))
+            else:
+                events.append((parsed, msg))
+        return events, letters
+
+    # --- Redis --------------------------------------------------------------------------------
+
+    async def _timed_apply(self, events: Sequence[PlayEvent]) -> list[Applied]:
+        with metrics.REDIS_ROUNDTRIP.labels("apply").time():
+            return await self._store.apply_events(events)
+
+    async def _timed_write(
+        self,
+        ok: Sequence[tuple[Applied, RawMessage]],
+        jobs: Sequence[_ListJob],
+        lists: Mapping[str, list[Recommendation]],
+        states: Mapping[str, SessionState],
+    ) -> dict[str, str]:
+        """Store states and the new lists; returns the stored list JSON by trigger event id."""
+        now_ms = int(self._clock() * 1000)
+        events = {j.event_id: j.applied.event for j in jobs}
+        to_store = [
+            StoredList(
+                events[eid].user_id,
+                events[eid].session_id,
+                eid,
+                self._message(events[eid], recs, now_ms).model_dump_json(),
+            )
+            for eid, recs in lists.items()
+        ]
+        activity = {a.event.user_id: (a.event.session_id, a.event.ts) for a, _ in ok}
+        if not states and not to_store and not activity:
+            return {}
+        with metrics.REDIS_ROUNDTRIP.labels("write").time():
+            stored = await self._store.write_results(states, to_store, activity)
+        return {item.trigger_event_id: body for item, body in zip(to_store, stored, strict=True)}
+
+    # --- ranking ------------------------------------------------------------------------------
+
+    def _plan(
+        self, ok: Sequence[tuple[Applied, RawMessage]]
+    ) -> tuple[list[_ListJob], dict[str, SessionState]]:
+        """Which lists are due, and each touched session's latest state."""
+        jobs: list[_ListJob] = []
+        last: dict[str, Applied] = {}
+        for a, msg in ok:
+            last[a.event.session_id] = a
+            if isinstance(a.event, TrackStart):
+                jobs.append(_ListJob(a, msg, a.stored_list if a.duplicate else None))
+        states = {sid: a.state() for sid, a in last.items()}
+        return jobs, states
+
+    def _rank(self, jobs: Sequence[_ListJob]) -> dict[str, list[Recommendation]]:
+        """Lists by trigger event id for the jobs without a stored one: ONE ranker call for the
+        whole batch. (Two copies of one event in a batch share one list.) An event the ranker
+        fails on is left out."""
+        due: dict[str, SessionState] = {}
+        for job in jobs:
+            if job.stored_json is None and job.event_id not in due:
+                state = job.applied.state_after_event()
+                # A redelivered start whose record was trimmed from the log: rank on what is kept.
+                due[job.event_id] = state if state is not None else job.applied.state()
+        if not due:
+            return {}
+        k = self._settings.top_k
+        try:
+            lists = self._ranker.recommend(list(due.values()), k)
+            return dict(zip(due, lists, strict=True))
+        except Exception:
+            log.exception("ranking a batch of %d failed; ranking one by one", len(due))
+        out: dict[str, list[Recommendation]] = {}
+        for event_id, state in due.items():
+            try:
+                out[event_id] = self._ranker.recommend([state], k)[0]
+            except Exception:
+                log.exception("ranking failed for event %s", event_id)
+        return out
+
+    def _message(
+        self, event: PlayEvent, recs: list[Recommendation], now_ms: int
+    ) -> RecommendationMessage:
+        return RecommendationMessage(
+            user_id=event.user_id,
+            session_id=event.session_id,
+            trigger_event_id=event.event_id,
+            model_version=self._ranker.model_version,
+            generated_at=now_ms,
+            recommendations=recs,
+        )
+
+    # --- Kafka --------------------------------------------------------------------------------
+
+    def _outgoing(
+        self,
+        jobs: Sequence[_ListJob],
+        stored: Mapping[str, str],
+        letters: Sequence[tuple[RawMessage, Rejection]],
+        result: BatchResult,
+    ) -> list[tuple[str, bytes | None, bytes]]:
+        s = self._settings
+        out: list[tuple[str, bytes | None, bytes]] = []
+        for job in jobs:
+            ev = job.applied.event
+            if job.stored_json is not None:
+                body = job.stored_json
+                result.republished += 1
+            else:
+                body = stored[job.event_id]
+                result.recomputed += job.applied.duplicate
+            out.append((s.topic_recommendations, ev.user_id.encode(), body.encode()))
+        result.published = len(jobs)
+        failed_at = int(self._clock() * 1000)
+        for msg, rejection in letters:
+            letter = dead_letter_for(
+                msg.value or b"",
+                rejection,
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                failed_at=failed_at,
+            )
+            out.append((s.topic_dead_letters, msg.key, letter.model_dump_json().encode()))
+            cls = rejection.error_class
+            result.dead_letters[cls] = result.dead_letters.get(cls, 0) + 1
+            metrics.DEAD_LETTERS.labels(cls).inc()
+        return out
+
+    async def _publish(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+        """Send everything, then wait for every acknowledgement (a failure resends all)."""
+        acks = [await self._publisher.send(topic, key, value) for topic, key, value in records]
+        await asyncio.gather(*acks)
+
+    def _observe_published(
+        self, jobs: Sequence[_ListJob], lists: Mapping[str, list[Recommendation]]
+    ) -> None:
+        now = self._clock()
+        for job in jobs:
+            ts = job.source.timestamp_ms
+            if ts is not None:
+                metrics.EVENT_TO_RECOMMENDATION.observe(max(0.0, now - ts / 1000))
+            recs = None if job.stored_json is not None else lists.get(job.event_id)
+            metrics.RECOMMENDATIONS.labels("stored" if recs is None else _list_source(recs)).inc()
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def _count_events(self, ok: Sequence[tuple[Applied, RawMessage]], result: BatchResult) -> None:
+        for a, _ in ok:
+            metrics.EVENTS.labels(a.event.event_type).inc()
+            if a.duplicate:
+                result.duplicates += 1
+                metrics.DUPLICATE_EVENTS.inc()
+            else:
+                result.applied += 1
+
+    async def _retry(self, dependency: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op`` until it succeeds, backing off exponentially between failures."""
+        delay = self._settings.retry_initial_seconds
+        while True:
+            try:
+                value = await op()
+            except Exception as exc:
+                metrics.RETRIES.labels(dependency).inc()
+                metrics.DEPENDENCY_UP.labels(dependency).set(0)
+                log.warning(
+                    "%s failed (%s: %s); retrying in %.2f s",
+                    dependency,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, self._settings.retry_max_seconds)
+                continue
+            metrics.DEPENDENCY_UP.labels(dependency).set(1)
+            return value
+
+
+def _list_source(recs: Sequence[Recommendation]) -> str:
+    """``popularity`` when the whole list is the popularity fallback, else ``model``."""
+    if not recs:
+        return "empty"
+    return "popularity" if all(r.source == "popularity" for r in recs) else "model"

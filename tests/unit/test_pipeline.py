@@ -1,0 +1,326 @@
+"""The pipeline core with in-memory stand-ins for Redis, the ranker and Kafka.
+
+The store stand-in mirrors the Lua script's contract (dedupe by event id, append, return the
+log; a stored list is never replaced); the real script is tested against Redis in
+``tests/integration/test_store.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from features.session import (
+    SessionState,
+    encode_event,
+    fold_events,
+    state_summary,
+    to_session_event,
+)
+from features.store import Applied, StoredList
+from nowplaying import metrics
+from nowplaying.events import (
+    DeadLetter,
+    Recommendation,
+    RecommendationMessage,
+    TrackEnd,
+    TrackStart,
+)
+from nowplaying.settings import Settings
+from streams.pipeline import Pipeline, RawMessage
+
+NOW_S = 1_795_900_000.0
+TOPIC = "play-events"
+
+
+class MemoryStore:
+    """The FeatureStore contract, in memory."""
+
+    def __init__(self) -> None:
+        self.logs: dict[str, list[str]] = {}
+        self.seen: dict[str, set[str]] = {}
+        self.recs: dict[str, dict[str, str]] = {}
+        self.states: dict[str, dict[str, object]] = {}
+        self.latest: dict[str, str] = {}
+        self.apply_failures = 0
+        self.apply_calls = 0
+
+    async def apply_events(self, events: Sequence[TrackStart | TrackEnd]) -> list[Applied]:
+        self.apply_calls += 1
+        if self.apply_failures:
+            self.apply_failures -= 1
+            raise ConnectionError("redis down")
+        out = []
+        for ev in events:
+            sid = ev.session_id
+            log = self.logs.setdefault(sid, [])
+            seen = self.seen.setdefault(sid, set())
+            if ev.event_id in seen:
+                stored = self.recs.get(sid, {}).get(ev.event_id)
+                out.append(Applied(ev, True, tuple(log), stored))
+                continue
+            seen.add(ev.event_id)
+            log.append(encode_event(to_session_event(ev)))
+            out.append(Applied(ev, False, tuple(log)))
+        return out
+
+    async def write_results(
+        self,
+        states: Mapping[str, SessionState],
+        lists: Sequence[StoredList],
+        activity: Mapping[str, tuple[str, int]],
+    ) -> list[str]:
+        for sid, state in states.items():
+            self.states[sid] = state_summary(state)
+        stored = []
+        for item in lists:
+            bucket = self.recs.setdefault(item.session_id, {})
+            bucket.setdefault(item.trigger_event_id, item.message_json)
+            stored.append(bucket[item.trigger_event_id])
+            self.latest[item.user_id] = item.message_json
+        return stored
+
+
+class FakeRanker:
+    """Deterministic lists: the first k tracks of a fixed catalogue not played yet."""
+
+    model_version = "test-model"
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.calls: list[list[SessionState]] = []
+        self.fail_on = fail_on
+
+    def recommend(self, states: Sequence[SessionState], k: int) -> list[list[Recommendation]]:
+        self.calls.append(list(states))
+        out = []
+        for state in states:
+            if self.fail_on is not None and state.current_track == self.fail_on:
+                raise ValueError("cannot rank")
+            tracks = [f"t{i}" for i in range(50) if f"t{i}" not in state.played][:k]
+            out.append(
+                [
+                    Recommendation(track_id=t, score=1.0 - r / 100, rank=r + 1, source="model")
+                    for r, t in enumerate(tracks)
+                ]
+            )
+        return out
+
+
+class FakePublisher:
+    def __init__(self, fail_times: int = 0) -> None:
+        self.records: list[tuple[str, bytes | None, bytes]] = []
+        self.fail_times = fail_times
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail_times:
+            self.fail_times -= 1
+            fut.set_exception(ConnectionError("broker unavailable"))
+        else:
+            self.records.append((topic, key, value))
+            fut.set_result(None)
+        return fut
+
+    def on(self, topic: str) -> list[bytes]:
+        return [v for t, _, v in self.records if t == topic]
+
+
+def settings() -> Settings:
+    return Settings(top_k=5, retry_initial_seconds=0.1, retry_max_seconds=0.3)
+
+
+def start(i: int, track: str, session: str = "s1", user: str = "u1") -> TrackStart:
+    return TrackStart(
+        event_type="track_start",
+        event_id=f"{session}-{i}-s",
+        user_id=user,
+        session_id=session,
+        track_id=track,
+        ts=1_795_800_000_000 + i * 1000,
+    )
+
+
+def end(i: int, track: str, skipped: bool, session: str = "s1", user: str = "u1") -> TrackEnd:
+    return TrackEnd(
+        event_type="track_end",
+        event_id=f"{session}-{i}-e",
+        user_id=user,
+        session_id=session,
+        track_id=track,
+        ts=1_795_800_000_500 + i * 1000,
+        skipped=skipped,
+    )
+
+
+def raw(values: Sequence[bytes | TrackStart | TrackEnd], first_offset: int = 0) -> list[RawMessage]:
+    out = []
+    for i, v in enumerate(values):
+        value = v if isinstance(v, bytes) else v.model_dump_json().encode()
+        out.append(RawMessage(value, b"u1", TOPIC, 0, first_offset + i, 1_795_800_000_000))
+    return out
+
+
+class Harness:
+    def __init__(self, ranker: FakeRanker | None = None, publisher: FakePublisher | None = None):
+        self.settings = settings()
+        self.store = MemoryStore()
+        self.ranker = ranker or FakeRanker()
+        self.publisher = publisher or FakePublisher()
+        self.sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            self.sleeps.append(seconds)
+
+        self.pipeline = Pipeline(
+            self.settings,
+            self.store,  # type: ignore[arg-type]
+            self.ranker,
+            self.publisher,
+            clock=lambda: NOW_S,
+            sleep=sleep,
+        )
+
+    def run(self, messages: Sequence[RawMessage]) -> Any:
+        return asyncio.run(self.pipeline.process_batch(messages))
+
+    def lists(self) -> list[RecommendationMessage]:
+        recs = self.publisher.on(self.settings.topic_recommendations)
+        return [RecommendationMessage.model_validate_json(v) for v in recs]
+
+    def letters(self) -> list[DeadLetter]:
+        dlq = self.publisher.on(self.settings.topic_dead_letters)
+        return [DeadLetter.model_validate_json(v) for v in dlq]
+
+
+SESSION: list[TrackStart | TrackEnd] = [
+    start(0, "t1"),
+    end(0, "t1", True),
+    start(1, "t2"),
+    end(1, "t2", False),
+    start(2, "t3"),
+]
+
+
+def test_every_track_start_gets_a_list_ranked_on_the_state_right_after_it() -> None:
+    h = Harness()
+    result = h.run(raw(SESSION))
+    lists = h.lists()
+    assert [m.trigger_event_id for m in lists] == ["s1-0-s", "s1-1-s", "s1-2-s"]
+    assert result.applied == 5 and result.published == 3 and not result.dead_letters
+    # one ranker call for the whole batch, with the state right after each start
+    assert len(h.ranker.calls) == 1
+    positions = [s.position for s in h.ranker.calls[0]]
+    assert positions == [1, 2, 3]
+    assert [sorted(s.played) for s in h.ranker.calls[0]][2] == ["t1", "t2", "t3"]
+    # no list recommends a track already played at that point
+    assert "t1" not in {r.track_id for r in lists[0].recommendations}
+    assert {"t1", "t2", "t3"}.isdisjoint(r.track_id for r in lists[2].recommendations)
+    assert all(len(m.recommendations) == 5 for m in lists)
+    # the stored state is the offline fold of the same events
+    expected = state_summary(fold_events(to_session_event(e) for e in SESSION))
+    assert h.store.states["s1"] == expected
+
+
+def test_invalid_messages_are_dead_lettered_with_a_reason_and_the_rest_processed() -> None:
+    h = Harness()
+    future = start(9, "t9").model_copy(update={"ts": int(NOW_S * 1000) + 2 * 86_400_000})
+    bad = [
+        b"{not json",
+        json.dumps({"event_type": "track_start", "user_id": "u1"}).encode(),
+        json.dumps({**json.loads(SESSION[0].model_dump_json()), "event_type": "pause"}).encode(),
+        b"x" * 20000,
+        future.model_dump_json().encode(),
+    ]
+    messages = raw([SESSION[0], *bad, SESSION[2]])
+    result = h.run(messages)
+    letters = h.letters()
+    assert [d.error_class for d in letters] == [
+        "invalid_json",
+        "invalid_schema",
+        "unknown_event_type",
+        "payload_too_large",
+        "timestamp_in_future",
+    ]
+    assert [d.source_offset for d in letters] == [1, 2, 3, 4, 5]
+    assert all(d.reason and d.source_topic == TOPIC for d in letters)
+    assert letters[0].payload_text == "{not json"
+    assert [m.trigger_event_id for m in h.lists()] == ["s1-0-s", "s1-1-s"]
+    assert result.applied == 2 and sum(result.dead_letters.values()) == 5
+
+
+def test_a_redelivered_batch_republishes_the_stored_lists_byte_for_byte() -> None:
+    h = Harness()
+    h.run(raw(SESSION))
+    first = h.publisher.on(h.settings.topic_recommendations)
+    state_before = dict(h.store.states["s1"])
+    result = h.run(raw(SESSION))
+    second = h.publisher.on(h.settings.topic_recommendations)[len(first) :]
+    assert second == first
+    assert result.duplicates == 5 and result.applied == 0 and result.republished == 3
+    assert len(h.ranker.calls) == 1  # nothing re-ranked
+    assert h.store.states["s1"] == state_before
+    assert len(h.store.logs["s1"]) == 5
+
+
+def test_two_copies_of_an_event_in_one_batch_share_one_list() -> None:
+    h = Harness()
+    h.run(raw([SESSION[0], SESSION[1], SESSION[2], SESSION[2], SESSION[3]]))
+    published = h.publisher.on(h.settings.topic_recommendations)
+    assert len(published) == 3 and published[1] == published[2]
+    assert len(h.ranker.calls[0]) == 2  # the copy is not ranked again
+    assert len(h.store.logs["s1"]) == 4
+
+
+def test_a_start_applied_but_never_listed_is_ranked_on_its_own_prefix() -> None:
+    """A crash between the two Redis round trips: on redelivery the event is a duplicate with
+    no stored list; its list must come from the state right after it, not the whole log."""
+    h = Harness()
+    applied_only = asyncio.run(h.store.apply_events(SESSION))
+    assert not any(a.duplicate for a in applied_only)
+    h.run(raw(SESSION[:3]))
+    assert [s.position for s in h.ranker.calls[0]] == [1, 2]
+    assert [s.current_track for s in h.ranker.calls[0]] == ["t1", "t2"]
+    assert sorted(h.ranker.calls[0][0].played) == ["t1"]
+    assert [m.trigger_event_id for m in h.lists()] == ["s1-0-s", "s1-1-s"]
+
+
+def test_redis_failures_are_retried_with_exponential_backoff() -> None:
+    h = Harness()
+    h.store.apply_failures = 3
+    before = metrics.RETRIES.labels("redis")._value.get()
+    result = h.run(raw(SESSION))
+    assert h.sleeps == [0.1, 0.2, 0.3]
+    assert h.store.apply_calls == 4
+    assert result.applied == 5 and len(h.lists()) == 3
+    assert metrics.RETRIES.labels("redis")._value.get() == before + 3
+
+
+def test_publishing_is_retried_until_every_record_is_acknowledged() -> None:
+    h = Harness(publisher=FakePublisher(fail_times=2))
+    h.run(raw(SESSION))
+    assert len(h.sleeps) == 1  # the first send of the batch failed; the batch was re-sent
+    triggers = [m.trigger_event_id for m in h.lists()]
+    assert triggers[-3:] == ["s1-0-s", "s1-1-s", "s1-2-s"]
+
+
+def test_a_session_the_ranker_fails_on_is_dead_lettered_and_the_others_listed() -> None:
+    other: list[TrackStart | TrackEnd] = [
+        start(0, "t7", session="s2", user="u2"),
+        start(1, "t8", session="s2", user="u2"),
+    ]
+    h = Harness(ranker=FakeRanker(fail_on="t8"))
+    h.run(raw([*SESSION[:3], *other]))
+    assert [m.trigger_event_id for m in h.lists()] == ["s1-0-s", "s1-1-s", "s2-0-s"]
+    assert [(d.error_class, d.source_offset) for d in h.letters()] == [("ranking_failed", 4)]
+
+
+@pytest.mark.parametrize("size", [1, 37])
+def test_batch_size_is_observed(size: int) -> None:
+    h = Harness()
+    before = metrics.BATCH_EVENTS._sum.get()
+    h.run(raw([start(i, f"t{i}") for i in range(size)]))
+    assert metrics.BATCH_EVENTS._sum.get() == before + size

@@ -1,0 +1,78 @@
+"""Interleaving and pacing of replayed sessions (pure; the producing side is integration-tested)."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.datasets import Play, Session, session_events
+from nowplaying.events import TrackEnd, TrackStart
+from streams.replay import event_time_schedule, interleave
+
+
+def sessions_of(lengths: list[int]) -> list[list[tuple[int, int]]]:
+    return [[(s, i) for i in range(n)] for s, n in enumerate(lengths)]
+
+
+@given(
+    lengths=st.lists(st.integers(0, 12), min_size=0, max_size=30),
+    concurrent=st.integers(1, 8),
+    seed=st.integers(0, 1000),
+)
+def test_interleave_keeps_every_event_and_each_sessions_order(
+    lengths: list[int], concurrent: int, seed: int
+) -> None:
+    sessions = sessions_of(lengths)
+    out = list(interleave(sessions, concurrent, seed))
+    assert sorted(out) == sorted(e for s in sessions for e in s)
+    by_session: dict[int, list[int]] = defaultdict(list)
+    for s, i in out:
+        by_session[s].append(i)
+    assert all(v == sorted(v) for v in by_session.values())
+
+
+@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=20), concurrent=st.integers(1, 5))
+def test_interleave_plays_at_most_concurrent_sessions_at_once(
+    lengths: list[int], concurrent: int
+) -> None:
+    sessions = sessions_of(lengths)
+    remaining = {s: n for s, n in enumerate(lengths)}
+    started: set[int] = set()
+    for s, _ in interleave(sessions, concurrent, seed=3):
+        started.add(s)
+        remaining[s] -= 1
+        open_now = [x for x in started if remaining[x] > 0]
+        assert len(open_now) <= concurrent
+
+
+def test_interleave_starts_the_first_sessions_together_and_mixes_them() -> None:
+    sessions = sessions_of([5] * 10)
+    out = list(interleave(sessions, 3, seed=1))
+    first_seen = list(dict.fromkeys(s for s, _ in out))
+    assert sorted(first_seen[:3]) == [0, 1, 2]  # the first three start together
+    switches = sum(a[0] != b[0] for a, b in itertools.pairwise(out))
+    assert switches > 10  # really interleaved, not one session after the other
+
+
+def make_session(i: int, n: int) -> list[TrackStart | TrackEnd]:
+    plays = tuple(Play(f"t{j}", "listened" if j % 2 else "skip_early") for j in range(n))
+    return session_events(Session(f"s{i}", f"u{i}", plays))
+
+
+def test_event_time_schedule_keeps_each_sessions_gaps_divided_by_the_speedup() -> None:
+    sessions = [make_session(i, 4) for i in range(5)]
+    schedule = list(event_time_schedule(sessions, concurrent=2, speedup=100.0))
+    assert len(schedule) == sum(len(s) for s in sessions)
+    dues = [d for d, _ in schedule]
+    assert dues == sorted(dues)
+    first = {ev.session_id: (d, ev.ts) for d, ev in reversed(schedule)}
+    for due, ev in schedule:
+        d0, ts0 = first[ev.session_id]
+        assert abs((due - d0) - (ev.ts - ts0) / 1000 / 100.0) < 1e-9
+    # the third session joins exactly when the first one to finish ends
+    joined = first["s2"][0]
+    finished = min(max(d for d, e in schedule if e.session_id == sid) for sid in ("s0", "s1"))
+    assert joined == finished
