@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# make demo: the whole pipeline on this machine, without Docker.
+#
+#   1. starts the local Kafka broker and Redis server (unless they already run),
+#   2. creates the topics and trains a model if the registry has none
+#      (real data when ${NP_DATA_DIR:-../shared/data} has it, SYNTHETIC data otherwise),
+#   3. starts the stream worker and the API (logs under var/log/),
+#   4. replays listening sessions at a modest rate (NP_DEMO_RATE events/s, default 60),
+#   5. prints the live page's URL and a terminal summary every few seconds.
+#
+# Ctrl-C (or SIGTERM) stops everything this script started, services included when it started
+# them, and leaves no process behind.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+t0="$(date +%s.%N)"
+
+py="$root/.venv/bin/python"
+np="$root/.venv/bin/nowplaying"
+if [[ ! -x "$np" ]]; then
+    echo "error: $np not found; run 'make setup' first" >&2
+    exit 1
+fi
+
+rate="${NP_DEMO_RATE:-60}"
+api_host="${NP_API_HOST:-127.0.0.1}"
+api_port="${NP_API_PORT:-8000}"
+worker_port="${NP_WORKER_METRICS_PORT:-8001}"
+model_dir="${NP_MODEL_DIR:-var/models}"
+data_dir="${NP_DATA_DIR:-../shared/data}"
+mssd="$data_dir/mssd-derived-sessions/mini-spotify-data.csv"
+log_dir="var/log"
+mkdir -p "$log_dir"
+
+say() { printf '\033[1m[demo]\033[0m %s\n' "$*"; }
+
+children=()          # process-group leaders started here (worker, api, replay)
+summary_pid=""
+services_started=()  # services this script started (and so stops)
+cleaned=0
+
+stop_group() {  # stop_group PID NAME: SIGTERM its process group, SIGKILL after 15 s
+    local pid="$1" name="$2"
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+        sleep 0.1
+    done
+    say "$name did not stop in 15 s; killing it"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    [[ $cleaned == 1 ]] && return
+    cleaned=1
+    trap '' INT TERM
+    echo
+    say "stopping…"
+    [[ -n "$summary_pid" ]] && stop_group "$summary_pid" summary
+    # stop in reverse start order: replay, api, worker
+    local i
+    for ((i = ${#children[@]} - 1; i >= 0; i--)); do
+        stop_group "${children[$i]%%:*}" "${children[$i]#*:}"
+    done
+    for service in "${services_started[@]}"; do
+        scripts/services.sh down "$service" || true
+    done
+    say "stopped everything it started"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start() {  # start NAME COMMAND...: in its own process group, output to var/log/NAME.log
+    local name="$1"
+    shift
+    setsid "$@" >"$log_dir/$name.log" 2>&1 &
+    children+=("$!:$name")
+    say "started $name (pid $!, log $log_dir/$name.log)"
+}
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+    local limit="$1" what="$2"
+    shift 2
+    local deadline=$((SECONDS + limit))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            say "error: $what not ready after ${limit}s"
+            return 1
+        fi
+        for child in "${children[@]}"; do
+            if ! kill -0 "${child%%:*}" 2>/dev/null; then
+                say "error: ${child#*:} exited; last lines of $log_dir/${child#*:}.log:"
+                tail -n 30 "$log_dir/${child#*:}.log" >&2 || true
+                return 1
+            fi
+        done
+        sleep 0.5
+    done
+}
+
+# --- 1. services ----------------------------------------------------------------------------
+for service in redis kafka; do
+    if scripts/services.sh status "$service" >/dev/null 2>&1; then
+        say "$service already running: leaving it running afterwards"
+    else
+        services_started+=("$service")
+        scripts/services.sh up "$service"
+    fi
+done
+
+# --- 2. topics and model --------------------------------------------------------------------
+"$np" topics
+data_args=()
+if [[ -f "$mssd" ]]; then
+    say "data: REAL listening sessions from $mssd"
+else
+    say "data: $mssd not found; using the SYNTHETIC session generator (clearly not real data)"
+    data_args=(--synthetic)
+fi
+if [[ -s "$model_dir/latest" ]]; then
+    say "model: $(cat "$model_dir/latest") in $model_dir"
+else
+    say "model: none in $model_dir; training one now${data_args:+ on synthetic data}"
+    "$np" train "${data_args[@]}" --no-progress
+fi
+
+# --- 3. worker and API ----------------------------------------------------------------------
+start worker "$np" worker
+start api "$np" api
+wait_for 120 "API" curl -fsS "http://$api_host:$api_port/readyz"
+wait_for 120 "worker" curl -fsS "http://127.0.0.1:$worker_port/metrics"
+
+# --- 4. replay ------------------------------------------------------------------------------
+start replay "$np" replay "${data_args[@]}" --rate "$rate" --no-progress
+
+# --- 5. page and summary --------------------------------------------------------------------
+cat <<EOF
+
+  Live page:  http://$api_host:$api_port/
+  API docs:   http://$api_host:$api_port/docs
+  Metrics:    http://$api_host:$api_port/metrics (API), http://127.0.0.1:$worker_port/metrics (worker)
+  Replaying sessions at $rate events/s. Press Ctrl-C to stop everything.
+
+EOF
+"$py" scripts/demo_summary.py --api "http://$api_host:$api_port" \
+    --worker "http://127.0.0.1:$worker_port" --t0 "$t0" &
+summary_pid=$!
+# `wait` returns when a trapped signal arrives, so Ctrl-C is handled at once.
+wait "$summary_pid"
