@@ -55,14 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the LambdaRank ranker and export it to ONNX")
     _add_data_args(p)
     p.add_argument("--out", type=Path, default=None, help="model registry folder (NP_MODEL_DIR)")
-    p.add_argument("--trees", type=int, default=200)
+    p.add_argument("--trees", type=int, default=200, help="boosting rounds (early-stopped)")
     p.add_argument("--leaves", type=int, default=31)
+    p.add_argument(
+        "--negatives", type=int, default=40, help="sampled candidates per training query"
+    )
+    p.add_argument("--folds", type=int, default=4, help="out-of-fold artifact folds (1: none)")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(runner="models.train:run")
 
     p = sub.add_parser("evaluate", help="offline evaluation against baselines on the test split")
     _add_data_args(p)
     p.add_argument("--model", type=Path, default=None, help="model version folder (default latest)")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(runner="models.evaluate:run")
 
     p = sub.add_parser("worker", help="run the stream worker (Faust)")
@@ -86,9 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(runner="streams.replay:run")
 
     p = sub.add_parser("bench", help="run the benchmark harness")
-    p.add_argument("suite", nargs="?", default="all", help="stages | e2e | all")
+    p.add_argument(
+        "suite",
+        nargs="?",
+        default="all",
+        choices=["all", "stages", "e2e", "profile", "rss"],
+        help="all (stages, end to end, profile) | stages | e2e | profile | rss (10 min)",
+    )
     p.add_argument("--quick", action="store_true", help="a tiny run, to check the harness")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="model registry for the benchmark (default var/bench-models; trained when empty)",
+    )
     p.set_defaults(runner="bench.run:run")
 
     return parser

@@ -1,0 +1,369 @@
+"""End to end: replay real sessions through the real broker and Redis into one process pinned to
+one core, at fixed offered rates and as fast as possible, and measure what comes out.
+
+The same driver measures every implementation: the stream worker (``nowplaying worker``), the
+naive hand-written loop (``bench.naive``) and the raw aiokafka passthrough (``bench.passthrough``).
+Each gets its own topics, consumer group, Redis key prefix and ports, so runs never mix with each
+other or with anyone else's tests on the same broker and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import sys
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench import procs
+from bench.kafka_io import (
+    AnswerReader,
+    Produced,
+    kafka_client_options,
+    produce_at_rate,
+    producer_for,
+)
+from bench.latency import Answer, latencies_ms, latency_stats, sustained_rate
+from bench.report import E2EResult
+from bench.timing import BENCH_CPU
+from bench.workload import Prepared, build_workload
+from models.datasets import Session
+from nowplaying.clients import redis_client
+from nowplaying.settings import Settings
+
+
+@dataclass(frozen=True)
+class Impl:
+    """An implementation under test: how to start it and what it answers."""
+
+    name: str
+    command: tuple[str, ...]
+    answers_starts_only: bool  # True: one answer per track start; False: one per event
+    has_metrics: bool = False  # serves the worker's /metrics on worker_metrics_port
+
+
+def nowplaying_exe() -> str:
+    found = Path(sys.executable).with_name("nowplaying")
+    return str(found) if found.exists() else (shutil.which("nowplaying") or "nowplaying")
+
+
+WORKER = Impl("worker", (nowplaying_exe(), "worker"), answers_starts_only=True, has_metrics=True)
+NAIVE = Impl("naive", (sys.executable, "-m", "bench.naive"), answers_starts_only=True)
+PASSTHROUGH = Impl(
+    "passthrough", (sys.executable, "-m", "bench.passthrough"), answers_starts_only=False
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    rate: float | None  # None: as fast as possible
+    events: int
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    steps: tuple[Step, ...]
+    warmup_events: int = 2000
+    warmup_rate: float = 500.0
+    startup_timeout_s: float = 120.0
+    drain_timeout_s: float = 120.0
+    concurrent_sessions: int = 200
+    sample_interval_s: float = 0.5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def isolated_settings(settings: Settings, name: str) -> Settings:
+    """The same settings with this run's own topics, group, Redis prefix and ports."""
+    run = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+    return settings.model_copy(
+        update={
+            "topic_play_events": f"{run}-play",
+            "topic_recommendations": f"{run}-recs",
+            "topic_dead_letters": f"{run}-dlq",
+            "consumer_group": f"{run}-group",
+            "redis_key_prefix": run,
+            "worker_metrics_port": free_port(),
+            "worker_web_port": free_port(),
+        }
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """NP_* variables for a child process, for the fields this harness changes or resolves."""
+    fields = {
+        "kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
+        "topic_play_events": settings.topic_play_events,
+        "topic_recommendations": settings.topic_recommendations,
+        "topic_dead_letters": settings.topic_dead_letters,
+        "consumer_group": settings.consumer_group,
+        "redis_url": settings.redis_url,
+        "redis_key_prefix": settings.redis_key_prefix,
+        "worker_metrics_port": str(settings.worker_metrics_port),
+        "worker_web_port": str(settings.worker_web_port),
+        "model_dir": str(settings.model_dir.resolve()),
+        "data_dir": str(settings.data_dir.resolve()),
+        "candidates": str(settings.candidates),
+        "top_k": str(settings.top_k),
+        "batch_max_events": str(settings.batch_max_events),
+        "batch_within_seconds": str(settings.batch_within_seconds),
+        "ort_intra_op_threads": str(settings.ort_intra_op_threads),
+        "log_level": "WARNING",
+    }
+    if settings.model_version:
+        fields["model_version"] = settings.model_version
+    return {f"NP_{k.upper()}": v for k, v in fields.items()}
+
+
+async def create_topics(settings: Settings) -> None:
+    """This run's three topics, with the project's partition count."""
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(name, settings.topic_partitions, settings.topic_replication_factor)
+                for name in run_topics(settings)
+            ]
+        )
+    finally:
+        await admin.close()
+
+
+def run_topics(settings: Settings) -> list[str]:
+    return [settings.topic_play_events, settings.topic_recommendations, settings.topic_dead_letters]
+
+
+async def delete_topics(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+    await admin.start()
+    try:
+        await admin.delete_topics(
+            [
+                settings.topic_play_events,
+                settings.topic_recommendations,
+                settings.topic_dead_letters,
+            ]
+        )
+    except Exception:
+        pass
+    finally:
+        await admin.close()
+
+
+def delete_redis_keys(settings: Settings) -> int:
+    client = redis_client(settings)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(client.unlink(*batch))
+                batch = []
+        if batch:
+            deleted += int(client.unlink(*batch))
+    finally:
+        client.close()
+    return deleted
+
+
+def scrape_metric(port: int, name: str) -> float | None:
+    """The sum of a metric's samples (all label sets) from a /metrics endpoint."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in " {"):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    return total if found else None
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def step_result(
+    *,
+    impl: Impl,
+    step: Step,
+    produced: Produced,
+    answers: Sequence[Answer],
+    samples: Sequence[procs.ProcSample],
+    inference_s: float | None,
+) -> E2EResult:
+    mine = [a for a in answers if a.event_id in produced.sent_ms]
+    lat = latency_stats(latencies_ms(produced.sent_ms, mine))
+    per_answer = produced.count / produced.starts if impl.answers_starts_only else 1.0
+    expected = produced.starts if impl.answers_starts_only else produced.count
+    answered_events = round(lat.matched * per_answer)
+    cpu_s = samples[-1].cpu_s - samples[0].cpu_s if len(samples) >= 2 else None
+    end_ms = max((a.published_ms for a in mine), default=produced.last_ms)
+    wall_s = max((end_ms - produced.first_ms) / 1000.0, 1e-3)
+    note = "" if lat.matched >= expected else f"{expected - lat.matched} answers missing"
+    return E2EResult(
+        impl=impl.name,
+        offered_rate=step.rate,
+        produced=produced.count,
+        answered=answered_events,
+        duration_s=round(wall_s, 3),
+        sustained_eps=sustained_rate(mine, per_answer),
+        p50_ms=lat.p50_ms,
+        p95_ms=lat.p95_ms,
+        p99_ms=lat.p99_ms,
+        cpu_ms_per_event=None if cpu_s is None else 1000.0 * cpu_s / max(produced.count, 1),
+        cpu_util=None if cpu_s is None else cpu_s / wall_s,
+        rss_mb_start=samples[0].rss_mb if samples else None,
+        rss_mb_end=samples[-1].rss_mb if samples else None,
+        inference_share=(
+            None if inference_s is None or not cpu_s else min(inference_s / cpu_s, 1.0)
+        ),
+        note=note,
+    )
+
+
+def _wanted(impl: Impl, events: Sequence[Prepared]) -> set[str]:
+    return {e.event_id for e in events if e.is_start or not impl.answers_starts_only}
+
+
+async def run_impl(
+    *,
+    settings: Settings,
+    impl: Impl,
+    sessions: Sequence[Session],
+    config: RunConfig,
+    log_dir: Path,
+    on_step: Callable[[E2EResult], None] | None = None,
+    on_running: Callable[[int, Step], None] | None = None,
+) -> list[E2EResult]:
+    """Start ``impl`` pinned to one core on fresh topics, warm it up, then run each step."""
+    s = isolated_settings(settings, impl.name)
+    await create_topics(s)
+    child = procs.start(
+        impl.command, cpu=BENCH_CPU, env=settings_env(s), log_path=log_dir / f"{impl.name}.log"
+    )
+    results: list[E2EResult] = []
+    producer = producer_for(s, linger_ms=0)
+    reader = AnswerReader(s, s.topic_recommendations)
+    try:
+        await producer.start()
+        await reader.start()
+        await _warm_up(
+            s=s,
+            impl=impl,
+            child=child,
+            producer=producer,
+            reader=reader,
+            sessions=sessions,
+            config=config,
+        )
+        offset = config.warmup_events
+        for k, step in enumerate(config.steps):
+            events = build_workload(
+                sessions,
+                step.events,
+                tag=f"x{k}",
+                concurrent=config.concurrent_sessions,
+                offset=offset,
+            )
+            offset += len(events) // 30 + 1
+            if on_running is not None:
+                on_running(child.pid, step)
+            result = await _run_step(
+                s=s,
+                impl=impl,
+                child=child,
+                producer=producer,
+                reader=reader,
+                step=step,
+                events=events,
+                config=config,
+            )
+            results.append(result)
+            if on_step is not None:
+                on_step(result)
+            if not child.alive():
+                raise BenchError(f"{impl.name} exited:\n{child.log_tail()}")
+    finally:
+        await reader.stop()
+        await producer.stop()
+        child.stop()
+        await delete_topics(s)
+        await asyncio.to_thread(delete_redis_keys, s)
+    return results
+
+
+async def _warm_up(
+    *,
+    s: Settings,
+    impl: Impl,
+    child: procs.Child,
+    producer: AIOKafkaProducer,
+    reader: AnswerReader,
+    sessions: Sequence[Session],
+    config: RunConfig,
+) -> None:
+    warm = build_workload(sessions, config.warmup_events, tag="w", concurrent=50)
+    await produce_at_rate(producer, s.topic_play_events, warm, config.warmup_rate)
+    wanted = _wanted(impl, warm)
+    await reader.collect_until(
+        wanted, timeout_s=config.startup_timeout_s, idle_s=config.startup_timeout_s
+    )
+    got = {a.event_id for a in reader.answers} & wanted
+    if len(got) < 0.99 * len(wanted):
+        raise BenchError(
+            f"{impl.name}: {len(got)} of {len(wanted)} warm-up answers "
+            f"(alive={child.alive()}):\n{child.log_tail()}"
+        )
+
+
+async def _run_step(
+    *,
+    s: Settings,
+    impl: Impl,
+    child: procs.Child,
+    producer: AIOKafkaProducer,
+    reader: AnswerReader,
+    step: Step,
+    events: list[Prepared],
+    config: RunConfig,
+) -> E2EResult:
+    metric = "nowplaying_inference_seconds_sum"
+    inference_before = scrape_metric(s.worker_metrics_port, metric) if impl.has_metrics else None
+    with procs.Sampler(child.pid, config.sample_interval_s) as sampler:
+        collecting = asyncio.create_task(
+            reader.collect_until(_wanted(impl, events), timeout_s=1e9, idle_s=1e9)
+        )
+        produced = await produce_at_rate(producer, s.topic_play_events, events, step.rate)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(collecting, timeout=config.drain_timeout_s)
+    inference_after = scrape_metric(s.worker_metrics_port, metric) if impl.has_metrics else None
+    inference_s = (
+        inference_after - inference_before
+        if inference_after is not None and inference_before is not None
+        else None
+    )
+    return step_result(
+        impl=impl,
+        step=step,
+        produced=produced,
+        answers=reader.answers,
+        samples=sampler.samples,
+        inference_s=inference_s,
+    )

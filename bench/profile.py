@@ -1,0 +1,115 @@
+"""Profile the worker at max rate with py-spy and summarise where its CPU goes.
+
+py-spy samples the worker process (pinned to its core) from outside while the harness offers
+events as fast as it can; the collapsed stacks land in ``<out>/profile-worker.txt`` (feed them to
+any flamegraph tool) and the functions with the most samples go into the report.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import e2e
+from bench.report import Report
+from models.datasets import Session
+from nowplaying.settings import Settings
+
+_LINE_NO = re.compile(r":\d+\)$")
+
+
+@dataclass(frozen=True)
+class FunctionShare:
+    function: str
+    self_pct: float
+    total_pct: float
+
+
+def frame_name(frame: str) -> str:
+    """``recommend (models/recommender.py:88)`` -> ``recommend (models/recommender.py)``, and
+    site-packages paths shortened to the package."""
+    name = _LINE_NO.sub(")", frame.strip())
+    return re.sub(r"\(.*?(?:site|dist)-packages/", "(", name)
+
+
+def summarise(collapsed: Iterable[str], top: int = 15) -> list[FunctionShare]:
+    """Self and total share of samples per function from py-spy's raw (collapsed) output."""
+    self_counts: Counter[str] = Counter()
+    total_counts: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed:
+        stack, _, count_text = line.rstrip().rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [frame_name(f) for f in stack.split(";") if f]
+        if not frames:
+            continue
+        samples += count
+        self_counts[frames[-1]] += count
+        for name in set(frames):
+            total_counts[name] += count
+    if samples == 0:
+        return []
+    return [
+        FunctionShare(name, 100.0 * n / samples, 100.0 * total_counts[name] / samples)
+        for name, n in self_counts.most_common(top)
+    ]
+
+
+def py_spy() -> str | None:
+    found = Path(sys.executable).with_name("py-spy")
+    return str(found) if found.exists() else shutil.which("py-spy")
+
+
+async def profile_worker(
+    settings: Settings,
+    sessions: Sequence[Session],
+    report: Report,
+    out: Path,
+    seconds: float,
+) -> None:
+    exe = py_spy()
+    if exe is None:
+        report.notes.append("profile: py-spy is not installed (pip install py-spy)")
+        return
+    raw = out / "profile-worker.txt"
+    spies: list[subprocess.Popen[bytes]] = []
+
+    def attach(pid: int, step: e2e.Step) -> None:
+        cmd = [exe, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200"]
+        cmd += ["-f", "raw", "-o", str(raw)]
+        spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    # As many events as the worker can take in `seconds` at the target throughput and then some.
+    config = e2e.RunConfig(steps=(e2e.Step(None, int(seconds * 2500)),), warmup_events=500)
+    try:
+        await e2e.run_impl(
+            settings=settings,
+            impl=e2e.WORKER,
+            sessions=sessions,
+            config=config,
+            log_dir=out / "logs",
+            on_running=attach,
+        )
+    except e2e.BenchError as exc:
+        report.notes.append(f"profile: the worker failed: {str(exc)[:500]}")
+    for spy in spies:
+        try:
+            spy.wait(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+    if not raw.exists():
+        report.notes.append("profile: py-spy wrote nothing (ptrace not permitted?)")
+        return
+    shares = summarise(raw.read_text(errors="replace").splitlines())
+    report.profile = [
+        {"function": s.function, "self_pct": s.self_pct, "total_pct": s.total_pct} for s in shares
+    ]
+    report.notes.append(f"profile: py-spy collapsed stacks in {raw}")

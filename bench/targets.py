@@ -1,0 +1,149 @@
+"""The product targets, checked against the figures of one run (never in tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.report import E2EResult, Limit, Report, TargetCheck
+
+INFERENCE_LIMIT = "inference-only limit"
+PASSTHROUGH_LIMIT = "aiokafka passthrough"
+FLOOR_PER_START = "ranker floor per track start"
+THROUGHPUT_SHARE = 0.7
+NON_RANKER_SHARE = 0.30
+P99_TARGETS = ((200.0, 10.0), (700.0, 25.0))
+NAIVE_FACTOR = 3.0
+EQUAL_P99_MS = 25.0
+RSS_RATE = 500.0
+RSS_MIN_SECONDS = 300.0
+RSS_TOLERANCE = 0.05
+
+
+def _max_run(runs: Sequence[E2EResult], impl: str) -> E2EResult | None:
+    found = [r for r in runs if r.impl == impl and r.offered_rate is None]
+    return found[-1] if found else None
+
+
+def _at_rate(runs: Sequence[E2EResult], impl: str, rate: float) -> E2EResult | None:
+    found = [r for r in runs if r.impl == impl and r.offered_rate == rate]
+    return found[-1] if found else None
+
+
+def best_rate_within(runs: Sequence[E2EResult], impl: str, p99_ms: float) -> float | None:
+    """The highest sustained events/s among the impl's runs that kept up with p99 <= bound."""
+    ok = [
+        r.sustained_eps
+        for r in runs
+        if r.impl == impl and r.p99_ms is not None and r.p99_ms <= p99_ms and r.kept_up
+    ]
+    return max(ok) if ok else None
+
+
+def passthrough_limit(report: Report) -> None:
+    run = _max_run(report.e2e, "passthrough")
+    if run is not None and report.limit(PASSTHROUGH_LIMIT) is None:
+        report.limits.append(
+            Limit(
+                PASSTHROUGH_LIMIT,
+                run.sustained_eps,
+                "events/s",
+                "raw aiokafka consume + produce of every event, one core, max rate",
+            )
+        )
+
+
+def evaluate(report: Report) -> None:
+    """Append one TargetCheck per target; figures not measured in this run read as not met."""
+    passthrough_limit(report)
+    runs = report.e2e
+    checks: list[TargetCheck] = []
+    limit = report.limit(INFERENCE_LIMIT)
+    worker_max = _max_run(runs, "worker")
+    if limit is not None and worker_max is not None:
+        ratio = worker_max.sustained_eps / limit.value
+        measured = f"{worker_max.sustained_eps:,.0f} ev/s vs limit {limit.value:,.0f} ev/s"
+        checks.append(
+            TargetCheck(
+                f"worker max >= {THROUGHPUT_SHARE} x inference-only limit",
+                f"worker max >= {THROUGHPUT_SHARE} x inference-only limit",
+                measured,
+                ratio / THROUGHPUT_SHARE,
+                ratio >= THROUGHPUT_SHARE,
+            )
+        )
+    if worker_max is not None and worker_max.inference_share is not None:
+        other = 1.0 - worker_max.inference_share
+        checks.append(
+            TargetCheck(
+                "non-ranker CPU share",
+                f"all but the ranker <= {NON_RANKER_SHARE:.0%} of worker CPU (max rate)",
+                f"{other:.0%} (ranker {worker_max.inference_share:.0%})",
+                other / NON_RANKER_SHARE,
+                other <= NON_RANKER_SHARE,
+            )
+        )
+    for rate, bound in P99_TARGETS:
+        run = _at_rate(runs, "worker", rate)
+        if run is None:
+            continue
+        p99 = run.p99_ms
+        checks.append(
+            TargetCheck(
+                f"p99 at {rate:g}",
+                f"p99 <= {bound:g} ms at {rate:g} events/s",
+                "not measured" if p99 is None else f"{p99:.1f} ms (kept up: {run.kept_up})",
+                None if p99 is None else p99 / bound,
+                None if p99 is None else (p99 <= bound and run.kept_up),
+            )
+        )
+    _naive_check(runs, checks)
+    _rss_check(runs, checks)
+    report.targets.extend(checks)
+
+
+def _naive_check(runs: Sequence[E2EResult], checks: list[TargetCheck]) -> None:
+    worker = best_rate_within(runs, "worker", EQUAL_P99_MS)
+    naive = best_rate_within(runs, "naive", EQUAL_P99_MS)
+    if worker is not None and naive:
+        ratio = worker / naive
+        checks.append(
+            TargetCheck(
+                "vs naive at equal p99",
+                f">= {NAIVE_FACTOR:g}x naive throughput at equal p99 (<= {EQUAL_P99_MS:g} ms)",
+                f"{worker:,.0f} vs {naive:,.0f} ev/s = {ratio:.1f}x",
+                ratio / NAIVE_FACTOR,
+                ratio >= NAIVE_FACTOR,
+            )
+        )
+    wmax, nmax = _max_run(runs, "worker"), _max_run(runs, "naive")
+    if wmax is not None and nmax is not None and nmax.sustained_eps > 0:
+        ratio = wmax.sustained_eps / nmax.sustained_eps
+        checks.append(
+            TargetCheck(
+                "vs naive at max",
+                f">= {NAIVE_FACTOR:g}x naive throughput at max rate",
+                f"{wmax.sustained_eps:,.0f} vs {nmax.sustained_eps:,.0f} ev/s = {ratio:.1f}x",
+                ratio / NAIVE_FACTOR,
+                ratio >= NAIVE_FACTOR,
+            )
+        )
+
+
+def _rss_check(runs: Sequence[E2EResult], checks: list[TargetCheck]) -> None:
+    for run in runs:
+        long_enough = run.duration_s >= RSS_MIN_SECONDS and run.offered_rate == RSS_RATE
+        if run.impl != "worker" or not long_enough:
+            continue
+        if run.rss_mb_start is None or run.rss_mb_end is None:
+            continue
+        change = run.rss_mb_end / run.rss_mb_start - 1.0
+        checks.append(
+            TargetCheck(
+                "RSS flat",
+                f"worker RSS flat (+/- {RSS_TOLERANCE:.0%}) over {run.duration_s / 60:.0f} min "
+                f"at {RSS_RATE:g} events/s",
+                f"{run.rss_mb_start:.0f} -> {run.rss_mb_end:.0f} MiB ({change:+.1%})",
+                abs(change) / RSS_TOLERANCE,
+                abs(change) <= RSS_TOLERANCE,
+            )
+        )

@@ -1,0 +1,189 @@
+"""The benchmark harness's pure parts: latency maths, /proc parsing, workload order, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.latency import (
+    Answer,
+    answered_event_id,
+    latencies_ms,
+    latency_stats,
+    percentile,
+    sustained_rate,
+)
+from bench.procs import parse_stat_cpu_seconds, parse_status_rss_mb, pinned_command, sample
+from bench.profile import frame_name, summarise
+from bench.redis_baseline import parse_csv_rps, redis_host_port
+from bench.report import E2EResult, Limit, Report, StageResult, render_markdown, write_chart
+from bench.targets import INFERENCE_LIMIT, best_rate_within, evaluate
+from bench.workload import Prepared, interleave
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_latencies_match_answers_to_their_events_once() -> None:
+    sent = {"a": 1000, "b": 1005}
+    answers = [Answer("a", 1003), Answer("b", 1020), Answer("a", 1100), Answer("zzz", 1)]
+    assert latencies_ms(sent, answers) == [3.0, 15.0]
+    stats = latency_stats([3.0, 15.0])
+    assert (stats.matched, stats.p50_ms, stats.max_ms) == (2, 3.0, 15.0)
+    assert latency_stats([]).p99_ms is None
+
+
+def test_answered_event_id_reads_recommendations_and_copied_events() -> None:
+    assert answered_event_id(b'{"trigger_event_id": "e1", "event_id": "x"}') == "e1"
+    assert answered_event_id(b'{"event_id": "e2"}') == "e2"
+    assert answered_event_id(b"not json") is None
+    assert answered_event_id(b"[1, 2]") is None
+
+
+def test_sustained_rate_scales_answers_to_events() -> None:
+    # 11 answers over one second, each standing for two events (a start and an end).
+    answers = [Answer(str(i), 1000 + 100 * i) for i in range(11)]
+    assert sustained_rate(answers, 2.0) == pytest.approx(20.0)
+    assert sustained_rate(answers[:1], 2.0) == 0.0
+
+
+def test_proc_stat_parsing_survives_odd_command_names() -> None:
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = ["S"] + ["0"] * 10 + [str(3 * ticks), str(ticks)] + ["0"] * 30
+    line = "123 (we ird) name)) " + " ".join(fields)
+    assert parse_stat_cpu_seconds(line) == pytest.approx(4.0)
+    assert parse_status_rss_mb("Name: x\nVmRSS:\t  2048 kB\n") == 2.0
+
+
+def test_sampling_this_process_sees_cpu_and_memory() -> None:
+    s = sample(os.getpid())
+    assert s is not None and s.rss_mb > 1.0 and s.cpu_s > 0.0
+    assert sample(2**22 + 12345) is None
+
+
+def test_pinned_command_uses_taskset_only_for_an_existing_core() -> None:
+    assert pinned_command(["x"], None) == ["x"]
+    assert pinned_command(["x"], 10_000) == ["x"]
+    if (os.cpu_count() or 1) > 1:
+        assert pinned_command(["x", "y"], 1)[-2:] == ["x", "y"]
+
+
+def _prep(session: str, i: int) -> Prepared:
+    return Prepared(f"{session}-{i}", session.encode(), b"{}", i % 2 == 0)
+
+
+def test_interleave_keeps_each_session_in_order_and_fills_free_slots() -> None:
+    streams = [[_prep(s, i) for i in range(n)] for s, n in (("a", 3), ("b", 1), ("c", 2))]
+    out = [p.event_id for p in interleave(streams, concurrent=2)]
+    assert sorted(out) == sorted(p.event_id for s in streams for p in s)
+    for session in "abc":
+        mine = [e for e in out if e.startswith(session)]
+        assert mine == sorted(mine)
+    # Only two sessions at once: "c" starts after "b" has finished.
+    assert out.index("c-0") > out.index("b-0")
+    assert out[:2] == ["a-0", "b-0"]
+
+
+def test_redis_benchmark_csv_and_url_parsing() -> None:
+    out = '"test","rps","avg_latency_ms"\n"SET","123456.78","0.1"\n'
+    assert parse_csv_rps(out) == pytest.approx(123456.78)
+    with pytest.raises(ValueError):
+        parse_csv_rps('"GET","1"\n')
+    assert redis_host_port("redis://10.0.0.5:6380/0") == ("10.0.0.5", 6380)
+    assert redis_host_port("redis://localhost") == ("localhost", 6379)
+
+
+def test_profile_summary_counts_self_and_total_samples() -> None:
+    lines = [
+        "main (w.py:1);run (p.py:10);score (r.py:5) 6",
+        "main (w.py:1);run (p.py:12);parse (e.py:3) 3",
+        "main (w.py:1) 1",
+        "garbage",
+    ]
+    shares = {s.function: s for s in summarise(lines)}
+    assert shares["score (r.py)"].self_pct == pytest.approx(60.0)
+    assert shares["main (w.py)"].total_pct == pytest.approx(100.0)
+    assert shares["main (w.py)"].self_pct == pytest.approx(10.0)
+    assert "run (p.py)" not in shares  # never on top of a stack
+    assert frame_name("f (/x/site-packages/aiokafka/a.py:9)") == "f (aiokafka/a.py)"
+
+
+def _run(impl: str, rate: float | None, eps: float, p99: float, share: float | None) -> E2EResult:
+    return E2EResult(
+        impl=impl,
+        offered_rate=rate,
+        produced=1000,
+        answered=1000,
+        duration_s=10.0,
+        sustained_eps=eps,
+        p50_ms=p99 / 3,
+        p95_ms=p99 / 2,
+        p99_ms=p99,
+        cpu_ms_per_event=0.5,
+        cpu_util=0.5,
+        rss_mb_start=100.0,
+        rss_mb_end=101.0,
+        inference_share=share,
+    )
+
+
+def _report() -> Report:
+    report = Report(machine={"cpu_model": "Test CPU", "cpus": 2}, started_at="now", quick=False)
+    report.limits.append(Limit(INFERENCE_LIMIT, 1400.0, "events/s", "floor"))
+    report.stages.append(
+        StageResult("ranker", "floor", "200 rows/call", 1.4, 140_000.0, "rows/s", "floor", 1.4e5)
+    )
+    report.e2e += [
+        _run("worker", 200.0, 199.0, 8.0, None),
+        _run("worker", 700.0, 699.0, 30.0, None),
+        _run("worker", None, 1050.0, 400.0, 0.75),
+        _run("naive", 200.0, 199.0, 20.0, None),
+        _run("naive", None, 300.0, 900.0, None),
+        _run("passthrough", None, 12_000.0, 60.0, None),
+    ]
+    return report
+
+
+def test_targets_are_checked_against_the_runs() -> None:
+    report = _report()
+    evaluate(report)
+    by_name = {t.name: t for t in report.targets}
+    throughput = by_name["worker max >= 0.7 x inference-only limit"]
+    assert throughput.met is True
+    assert throughput.ratio == pytest.approx(1050 / 1400 / 0.7)
+    assert by_name["non-ranker CPU share"].met is True
+    assert by_name["p99 at 200"].met is True
+    assert by_name["p99 at 700"].met is False
+    assert by_name["p99 at 700"].ratio == pytest.approx(30 / 25)
+    # Kept up with p99 <= 25 ms: worker 199 ev/s (the 700 step is over), naive 199 ev/s.
+    assert by_name["vs naive at equal p99"].met is False
+    assert by_name["vs naive at max"].met is True
+    assert report.limit("aiokafka passthrough") is not None
+    assert best_rate_within(report.e2e, "naive", 5.0) is None
+
+
+def test_markdown_and_json_and_chart(tmp_path: Path) -> None:
+    report = _report()
+    evaluate(report)
+    text = render_markdown(report)
+    assert "Test CPU" in text
+    assert "| worker | 200/s |" in text
+    assert "## Targets" in text and "p99 <= 25 ms at 700 events/s" in text
+    data = report.to_json()
+    json.dumps(data, allow_nan=False)
+    assert data["stages"][0]["ratio"] == pytest.approx(1.0)
+    assert data["e2e"][2]["kept_up"] is True
+    png = tmp_path / "chart.png"
+    assert write_chart(report, png)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert not write_chart(Report(machine={}, started_at="x", quick=True), tmp_path / "no.png")
