@@ -5,26 +5,37 @@
   Redis client from ``settings`` and closes it on shutdown.
 * :func:`iter_sse`: the (event, data) pairs of a server-sent events response.
 * :func:`shared_small_model`: one small real model per test process, trained on first use.
+* :func:`session`, :func:`list_for`, :func:`store_like_the_worker`: a listener's session and
+  lists, written to Redis with the worker's own write path (:class:`FeatureStore`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
+from features.store import FeatureStore, StoredList
+from nowplaying.clients import async_redis_client
+from nowplaying.events import Recommendation, RecommendationMessage, TrackEnd, TrackStart
+from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from serving.app import create_app
 from tests.support.pipeline import train_small_model
 from tests.support.services import free_port
 
+PlayEvent = TrackStart | TrackEnd
+#: Event time of the first event of :func:`session`.
+T0 = 1_795_800_000_000
 _models: dict[str, Path] = {}
 
 
@@ -80,3 +91,73 @@ def shared_small_model() -> Path:
         atexit.register(shutil.rmtree, folder, True)
         _models["registry"] = train_small_model(folder, sessions=800, trees=20)
     return _models["registry"]
+
+
+def session(user: str, sid: str, outcomes: Sequence[bool | None]) -> list[PlayEvent]:
+    """Events of a session: one track per outcome (True: skipped, False: listened, None: the
+    track is still playing)."""
+    out: list[PlayEvent] = []
+    common: dict[str, Any] = {"user_id": user, "session_id": sid}
+    for i, skipped in enumerate(outcomes):
+        track, ts = f"t-{sid}-{i}", T0 + i * 60_000
+        out.append(
+            TrackStart(
+                event_type="track_start", event_id=f"{sid}-{i}-s", track_id=track, ts=ts, **common
+            )
+        )
+        if skipped is not None:
+            out.append(
+                TrackEnd(
+                    event_type="track_end",
+                    event_id=f"{sid}-{i}-e",
+                    track_id=track,
+                    ts=ts + 30_000,
+                    skipped=skipped,
+                    **common,
+                )
+            )
+    return out
+
+
+def list_for(trigger: TrackStart, tracks: Sequence[str], version: str = "v-test") -> str:
+    return RecommendationMessage(
+        user_id=trigger.user_id,
+        session_id=trigger.session_id,
+        trigger_event_id=trigger.event_id,
+        model_version=version,
+        generated_at=trigger.ts + 3,
+        recommendations=[
+            Recommendation(track_id=t, score=1.0 - i / 10, rank=i + 1, source="colisten")
+            for i, t in enumerate(tracks)
+        ],
+    ).model_dump_json()
+
+
+def store_like_the_worker(
+    settings: Settings, events: Sequence[PlayEvent], lists: Sequence[str] = ()
+) -> None:
+    """Apply events and write states, lists and user pointers with the worker's write path."""
+
+    async def main() -> None:
+        redis = async_redis_client(settings)
+        try:
+            store = FeatureStore(
+                redis,
+                Keys(settings.redis_key_prefix),
+                settings.session_ttl_seconds,
+                settings.max_session_events,
+            )
+            await store.load_scripts()
+            applied = await store.apply_events(events)
+            states = {a.event.session_id: a.state() for a in applied}
+            messages = [RecommendationMessage.model_validate_json(m) for m in lists]
+            stored = [
+                StoredList(m.user_id, m.session_id, m.trigger_event_id, m.model_dump_json())
+                for m in messages
+            ]
+            activity = {e.user_id: (e.session_id, e.ts) for e in events}
+            await store.write_results(states, stored, activity)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(main())
