@@ -630,8 +630,13 @@ class RedisServer:
 
     def _client(self) -> Any:
         import redis  # noqa: PLC0415 - keeps `--help` and the Kafka path free of redis-py
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.retry import Retry  # noqa: PLC0415
 
-        return redis.Redis(port=self.port, host="127.0.0.1", socket_timeout=2.0)
+        # No retries: a probe answers now or not, and SHUTDOWN drops the connection on purpose.
+        return redis.Redis(
+            port=self.port, host="127.0.0.1", socket_timeout=2.0, retry=Retry(NoBackoff(), 0)
+        )
 
 
 # --- command line -----------------------------------------------------------------------------
