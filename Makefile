@@ -1,0 +1,94 @@
+# nowplaying: real-time streaming features and inference for Now Playing recommendations.
+# `make` lists the targets. A fresh machine needs Python 3.11, Java 17 and Maven; `make setup`
+# installs the rest (the virtualenv, redis-server and chromium from Debian, the Kafka jars).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PACKAGES := nowplaying features models streams serving bench
+SERVICES := scripts/services.sh
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k topics -x"`.
+PYTEST_ARGS ?=
+PYTEST_DEFAULTS := -m "not soak" --timeout=900 --durations=25
+SOAK_ARGS ?=
+
+.PHONY: help setup system-packages kafka-jars up down status test test-unit lint format \
+	demo bench soak clean
+
+help: ## List the targets
+	@echo "nowplaying: make <target>"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) is not on PATH" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP) system-packages kafka-jars ## Virtualenv + deps, redis-server/chromium, Kafka jars
+
+system-packages: ## apt-get install what is missing: redis-server, chromium (Java/Maven too)
+	@missing=(); \
+	command -v redis-server >/dev/null || missing+=(redis-server); \
+	command -v chromium >/dev/null || missing+=(chromium); \
+	command -v java >/dev/null || missing+=(openjdk-17-jre-headless); \
+	command -v mvn >/dev/null || missing+=(maven); \
+	if (( $${#missing[@]} )); then \
+		sudo=""; [[ $$(id -u) == 0 ]] || sudo="sudo"; \
+		echo "Installing Debian packages: $${missing[*]}"; \
+		$$sudo apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends \
+			"$${missing[@]}"; \
+	fi
+
+kafka-jars: $(STAMP) ## Download and cache the Kafka broker jars (Maven Central, first run only)
+	@$(SERVICES) fetch
+
+up: $(STAMP) ## Start Kafka (127.0.0.1:9092) and Redis (127.0.0.1:6380); no-op when running
+	@$(SERVICES) up
+
+down: ## Stop Kafka and Redis (their data stays under var/)
+	@if [[ -x $(PY) ]]; then $(SERVICES) down; fi
+
+status: $(STAMP) ## Show whether Kafka and Redis are running
+	@$(SERVICES) status
+
+# Full check, as CI runs it: services up, lint, the whole suite (soak excluded), services down
+# again when this run started them (a developer's running services are left alone). The exit
+# status is pytest's when pytest fails, else lint's.
+test: setup ## Setup, start services, lint, run the whole test suite, stop the services
+	@if $(SERVICES) status >/dev/null 2>&1; then started=0; else started=1; fi; \
+	$(SERVICES) up || exit 1; \
+	lint_status=0; $(MAKE) --no-print-directory lint || lint_status=$$?; \
+	test_status=0; $(PY) -m pytest $(PYTEST_DEFAULTS) $(PYTEST_ARGS) || test_status=$$?; \
+	if (( started )); then $(SERVICES) down || true; fi; \
+	if (( lint_status )); then echo "lint failed (exit $$lint_status)" >&2; fi; \
+	if (( test_status )); then exit $$test_status; fi; \
+	exit $$lint_status
+
+test-unit: $(STAMP) ## Unit tests only (no services needed)
+	$(PY) -m pytest tests/unit -m "not integration and not soak" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) over the packages
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(PACKAGES)
+
+demo: setup ## The end-to-end demo (services, model, worker, API, replay)
+	scripts/demo.sh
+
+bench: up ## The benchmark harness (results under bench/results)
+	$(VENV)/bin/nowplaying bench
+
+soak: up ## Long steady-rate run (not part of `make test`)
+	$(PY) -m pytest -m soak $(SOAK_ARGS)
+
+clean: down ## Stop the services; remove runtime state (var/) and tool caches (not .cache/)
+	rm -rf var build dist .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
