@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import shutil
 import tempfile
 import threading
@@ -85,7 +86,10 @@ def iter_sse(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
 
 def shared_small_model() -> Path:
     """A registry holding one small real model (``nowplaying train``), trained once per test
-    process and deleted at exit. Tests must not write to it."""
+    process and deleted at exit. Tests must not write to it. ``NP_TEST_MODEL_REGISTRY`` names
+    an existing registry to use instead (saves the training time in local runs)."""
+    if "registry" not in _models and (given := os.environ.get("NP_TEST_MODEL_REGISTRY")):
+        _models["registry"] = Path(given)
     if "registry" not in _models:
         folder = Path(tempfile.mkdtemp(prefix="np-test-registry-"))
         atexit.register(shutil.rmtree, folder, True)
