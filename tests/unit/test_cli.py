@@ -1,0 +1,106 @@
+"""The command line: subcommands, lazy imports, runner wiring."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nowplaying import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+SUBCOMMANDS = ("schemas", "topics", "train", "evaluate", "worker", "api", "replay", "bench")
+HEAVY_MODULES = ("faust", "onnxruntime", "lightgbm", "fastapi", "kafka", "redis", "streams")
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_help_lists_every_subcommand() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "nowplaying.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in done.stdout
+
+
+def test_help_imports_no_heavy_module() -> None:
+    code = (
+        "import sys; from nowplaying import cli; cli.build_parser().format_help(); "
+        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_no_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main([])
+    assert info.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name: str) -> None:
+    assert name in _subparsers()
+    assert _subparsers()[name].format_help().startswith("usage: nowplaying " + name)
+
+
+def test_each_subcommand_names_its_runner() -> None:
+    targets = {name: p.get_default("runner") for name, p in _subparsers().items()}
+    assert targets["topics"] == "streams.topics:run"
+    assert targets["worker"] == "streams.worker:run"
+    assert targets["api"] == "serving.main:run"
+    assert targets["train"] == "models.train:run"
+    assert all(isinstance(t, str) and t.count(":") == 1 for t in targets.values())
+
+
+@pytest.mark.parametrize("target", ["nowplaying.schemas_cli:run", "streams.topics:run"])
+def test_foundation_runners_resolve_with_the_runner_signature(target: str) -> None:
+    runner = cli.resolve(target)
+    params = list(inspect.signature(runner).parameters)
+    assert params == ["settings", "args"]
+
+
+def test_main_builds_settings_and_runs_the_runner(tmp_path: Path) -> None:
+    assert cli.main(["schemas", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dead-letter.schema.json",
+        "now-playing-recommendation.schema.json",
+        "play-event.schema.json",
+    ]
+    assert cli.main(["schemas", "--check", "--out", str(tmp_path)]) == 0
+
+
+def test_an_unavailable_runner_is_exit_2_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = cli.build_parser().parse_args(["topics"])
+    args.runner = "nowplaying.does_not_exist:run"
+    monkeypatch.setattr(cli, "build_parser", lambda: _FixedParser(args))
+    assert cli.main(["topics"]) == 2
+    assert "not available" in capsys.readouterr().err
+
+
+class _FixedParser:
+    """Parses every command line into the same namespace."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args
+
+    def parse_args(self, argv: object = None) -> argparse.Namespace:
+        return self._args
