@@ -168,7 +168,9 @@ def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
 def redis_options(settings: Settings) -> dict[str, Any]:
     """Options common to every Redis client: credentials, TLS trust, timeouts.
 
-    Credentials given here win over any in the URL; the CA bundle applies to ``rediss://``.
+    Prefer ``redis_username`` / ``redis_password`` to credentials inside the URL (the password
+    then stays a secret); when a URL does carry them, redis-py lets the URL's win. The CA
+    bundle applies to ``rediss://`` URLs.
     """
     options: dict[str, Any] = {
         "socket_connect_timeout": 5.0,
