@@ -1,0 +1,138 @@
+"""Ranking queries: the point-in-time (session, position) prefixes that training and evaluation use.
+
+Point-in-time rule (the same online and offline): the stream ranks when a ``track_start``
+arrives, and the list answers "what to play next". So the query at position ``p`` (1-based) is the
+session state right after the ``track_start`` of play ``p``: play ``p`` is the current track, its
+outcome is not known yet, and plays ``p+1...`` are unseen. The target is play ``p+1``, with
+the graded label :data:`GAIN` of its outcome. The state is folded by
+:func:`features.session.apply_event` over the session's play events
+(:func:`models.datasets.session_events`), exactly as the stream folds the records of the Redis
+session log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from features.artifacts import F32, I32, TrackArtifacts
+from features.candidates import generate_candidates
+from features.context import state_context
+from features.rows import N_FEATURES, rows_for
+from features.session import Outcome, SessionState, apply_event, to_session_event
+from models.datasets import Session, session_events
+from nowplaying.events import TrackStart
+
+#: Graded relevance of the actual next track: listened 2, skipped late 1, skipped early 0.
+GAIN: Final[dict[Outcome, int]] = {"listened": 2, "skip_late": 1, "skip_early": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    session_id: str
+    position: int  # 1-based: play ``position`` has just started
+    state: SessionState  # after that play's track_start
+    next_track: str
+    next_outcome: Outcome
+
+    @property
+    def gain(self) -> int:
+        return GAIN[self.next_outcome]
+
+
+def session_queries(session: Session) -> Iterator[Query]:
+    """One query per play that has a successor, in play order."""
+    state = SessionState()
+    plays = session.plays
+    position = 0
+    for event in session_events(session):
+        state = apply_event(state, to_session_event(event))
+        if isinstance(event, TrackStart):
+            position += 1
+            if position < len(plays):
+                nxt = plays[position]
+                yield Query(session.session_id, position, state, nxt.track_id, nxt.outcome)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RankingData:
+    """Rows of many queries, grouped: ``groups[i]`` consecutive rows belong to query ``i``."""
+
+    rows: F32  # [R, N_FEATURES]
+    labels: np.ndarray  # int32 [R]
+    groups: np.ndarray  # int32 [Q]
+    tracks: I32  # [R] candidate track index
+    keys: list[tuple[str, int]]  # (session_id, position) per query
+
+    @property
+    def n_queries(self) -> int:
+        return len(self.groups)
+
+
+def training_data(
+    queries: Sequence[Query],
+    artifacts: TrackArtifacts,
+    *,
+    negatives: int | None,
+    candidates: int,
+    seed: int,
+) -> RankingData:
+    """Rows for the queries whose next track can be recommended and has a positive gain.
+
+    Candidates come from the generator plus the actual next track (label ``gain``; all others 0).
+    With ``negatives`` set, only that many generator candidates (sampled, seeded per query) are
+    kept besides the positive. Queries whose next track is unknown to the artifacts, was already
+    played in the session (never recommended), or was skipped early (gain 0: no ranking signal)
+    are left out.
+    """
+    rng = np.random.default_rng(seed)
+    parts_rows: list[F32] = []
+    parts_labels: list[np.ndarray] = []
+    parts_tracks: list[I32] = []
+    groups: list[int] = []
+    keys: list[tuple[str, int]] = []
+    for query in queries:
+        positive = artifacts.index.get(query.next_track, -1)
+        if query.gain == 0 or positive < 0 or query.next_track in query.state.played:
+            continue
+        ctx = state_context(query.state, artifacts)
+        generated = generate_candidates(ctx, artifacts, candidates).tracks
+        others = generated[generated != positive]
+        if negatives is not None and len(others) > negatives:
+            others = rng.choice(others, negatives, replace=False)
+        tracks = np.concatenate([np.array([positive], np.int32), others.astype(np.int32)])
+        tracks = tracks[rng.permutation(len(tracks))]
+        labels = np.where(tracks == positive, query.gain, 0).astype(np.int32)
+        parts_rows.append(rows_for(ctx, tracks, artifacts))
+        parts_labels.append(labels)
+        parts_tracks.append(tracks)
+        groups.append(len(tracks))
+        keys.append((query.session_id, query.position))
+    return _stack(parts_rows, parts_labels, parts_tracks, groups, keys)
+
+
+def _stack(
+    rows: list[F32],
+    labels: list[np.ndarray],
+    tracks: list[I32],
+    groups: list[int],
+    keys: list[tuple[str, int]],
+) -> RankingData:
+    if not rows:
+        return RankingData(
+            np.empty((0, N_FEATURES), np.float32),
+            np.empty(0, np.int32),
+            np.empty(0, np.int32),
+            np.empty(0, np.int32),
+            [],
+        )
+    return RankingData(
+        np.concatenate(rows),
+        np.concatenate(labels),
+        np.array(groups, np.int32),
+        np.concatenate(tracks),
+        keys,
+    )

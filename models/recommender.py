@@ -1,0 +1,145 @@
+"""The recommender the stream worker calls per batch: session states in, top-K lists out.
+
+Loaded once from a model version folder (``model.onnx``, ``metadata.json``, track artifacts). For
+a batch of states it generates each state's candidates (:mod:`features.candidates`), builds their
+feature rows (:mod:`features.rows`) and scores ALL rows of the batch in ONE onnxruntime call.
+
+Lists are deterministic: sorted by score descending, ties broken by track id, so recomputing from
+the same state gives the identical list. ``Recommendation.source`` names the generator that
+proposed the track: ``colisten``, ``taste`` or ``popular`` (a new session, or one whose tracks the
+model does not know, gets popular tracks).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from features.artifacts import F32, TrackArtifacts
+from features.candidates import DEFAULT_CANDIDATES, SOURCES, Candidates, generate_candidates
+from features.context import StateContext, state_context
+from features.rows import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, rows_for
+from features.session import SessionState
+from models.export import onnx_input_width, onnx_scores, onnx_session
+from models.registry import METADATA_FILE, MODEL_FILE
+from nowplaying import metrics
+from nowplaying.events import Recommendation
+
+
+class ModelMismatchError(ValueError):
+    """The model version was built for other features than this code computes."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Scored:
+    """One state's candidates with their ranker scores (and rows, when asked for)."""
+
+    context: StateContext
+    candidates: Candidates
+    scores: F32
+    rows: F32 | None = None
+
+
+class Recommender:
+    model_version: str
+    feature_version: str
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        artifacts: TrackArtifacts,
+        metadata: dict[str, Any],
+        *,
+        candidates: int = DEFAULT_CANDIDATES,
+    ) -> None:
+        check_metadata(metadata)
+        width = onnx_input_width(session)
+        if isinstance(width, int) and width != N_FEATURES:
+            raise ModelMismatchError(f"ONNX input has {width} features; code has {N_FEATURES}")
+        self.session = session
+        self.artifacts = artifacts
+        self.metadata = metadata
+        self.candidates = candidates
+        self.model_version = str(metadata["version"])
+        self.feature_version = str(metadata["feature_version"])
+        self._track_ids = np.array(artifacts.track_ids, dtype=object)
+
+    @classmethod
+    def load(
+        cls, version_dir: Path, *, intra_op_threads: int = 1, candidates: int = DEFAULT_CANDIDATES
+    ) -> Recommender:
+        """Load a version folder: checks the metadata's features against this code first."""
+        metadata = json.loads((version_dir / METADATA_FILE).read_text(encoding="utf-8"))
+        check_metadata(metadata)
+        artifacts = TrackArtifacts.load(version_dir)
+        session = onnx_session(version_dir / MODEL_FILE, intra_op_threads)
+        return cls(session, artifacts, metadata, candidates=candidates)
+
+    def score(self, states: Sequence[SessionState], *, keep_rows: bool = False) -> list[Scored]:
+        """Candidates and scores for each state; one onnxruntime call for the whole batch."""
+        contexts = [state_context(s, self.artifacts) for s in states]
+        cands = [generate_candidates(c, self.artifacts, self.candidates) for c in contexts]
+        parts = [
+            rows_for(c, k.tracks, self.artifacts) for c, k in zip(contexts, cands, strict=True)
+        ]
+        for k in cands:
+            metrics.CANDIDATES.observe(len(k))
+        rows = np.concatenate(parts) if parts else np.empty((0, N_FEATURES), np.float32)
+        scores = self._run(rows) if len(rows) else np.empty(0, np.float32)
+        out = []
+        start = 0
+        for ctx, k, part in zip(contexts, cands, parts, strict=True):
+            end = start + len(k)
+            out.append(Scored(ctx, k, scores[start:end], part if keep_rows else None))
+            start = end
+        return out
+
+    def recommend(self, states: Sequence[SessionState], k: int) -> list[list[Recommendation]]:
+        """Top-``k`` lists, one per state, best first."""
+        return [self._top_k(s, k) for s in self.score(states)]
+
+    def _run(self, rows: F32) -> F32:
+        started = time.perf_counter()
+        scores = onnx_scores(self.session, rows)
+        metrics.INFERENCE.observe(time.perf_counter() - started)
+        metrics.INFERENCE_ROWS.observe(len(rows))
+        return scores
+
+    def _top_k(self, scored: Scored, k: int) -> list[Recommendation]:
+        tracks = scored.candidates.tracks
+        # Track indices follow track id order, so this breaks score ties by track id.
+        order = np.lexsort((tracks, -scored.scores))[:k]
+        ids = self._track_ids[tracks[order]]
+        sources = scored.candidates.sources[order]
+        return [
+            Recommendation(
+                track_id=ids[i],
+                score=float(scored.scores[j]),
+                rank=i + 1,
+                source=SOURCES[sources[i]],
+            )
+            for i, j in enumerate(order)
+        ]
+
+
+def check_metadata(metadata: dict[str, Any]) -> None:
+    """Raise :class:`ModelMismatchError` unless the model was built for this code's features."""
+    version = metadata.get("feature_version")
+    if version != FEATURE_VERSION:
+        raise ModelMismatchError(
+            f"model {metadata.get('version')!r} has feature version {version!r}; this code "
+            f"computes version {FEATURE_VERSION!r}: retrain with `nowplaying train`"
+        )
+    names = tuple(metadata.get("feature_names", ()))
+    if names != FEATURE_NAMES:
+        raise ModelMismatchError(
+            f"model {metadata.get('version')!r} lists features {list(names)}; this code "
+            f"computes {list(FEATURE_NAMES)}"
+        )

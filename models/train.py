@@ -1,0 +1,365 @@
+"""Training: track artifacts, LambdaRank on point-in-time queries, ONNX export, registry.
+
+``nowplaying train`` (and :func:`train_model`, for tests and fixtures that need a real small
+model) does, on a fixed seeded 80/10/10 session split:
+
+1. **Training rows, out of fold.** The training sessions are cut into ``folds`` parts; the rows
+   of each part's queries are built with artifacts fitted on the OTHER parts. Otherwise every
+   training positive would see its own transition in the co-listen counts, and the ranker would
+   learn to trust counts far more than they deserve on unseen sessions. Each query keeps the
+   actual next track (graded label) and ``negatives`` sampled generator candidates.
+2. **Artifacts** for serving are fitted on all training sessions (never validation or test).
+3. **LGBMRanker(objective="lambdarank")**, early-stopped on the validation split's NDCG@10
+   (validation rows: all candidates, features from the serving artifacts).
+4. **ONNX export** (:mod:`models.export`) and the evaluation of the test split through the
+   exported graph (:mod:`models.evaluate`), with the ONNX-vs-LightGBM parity on every scored row.
+5. The version folder (``model.onnx``, ``metadata.json``, artifacts, report) is renamed into the
+   registry and ``latest`` is pointed at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+from tqdm import tqdm
+
+from features.artifacts import F32, TrackArtifacts, fit_artifacts
+from features.rows import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES
+from models.datasets import DataError, Session, fingerprint, load_sessions, split_sessions
+from models.evaluate import Evaluation, evaluate_sessions, summary_table, write_report
+from models.export import INPUT_NAME, TARGET_OPSET, export_onnx, onnx_session
+from models.queries import Query, RankingData, session_queries, training_data
+from models.recommender import Recommender
+from models.registry import METADATA_FILE, MODEL_FILE, publish_version
+from nowplaying.settings import Settings
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    trees: int = 200
+    leaves: int = 31
+    learning_rate: float = 0.08
+    min_child_samples: int = 50
+    negatives: int = 40  # sampled generator candidates per training query (besides the positive)
+    candidates: int = 200
+    folds: int = 4  # out-of-fold artifacts for the training rows (1: no folds)
+    early_stopping_rounds: int = 30
+    seed: int = 7
+    threads: int = 0  # LightGBM threads; 0: all cores
+
+
+@dataclass
+class _Timer:
+    timings: dict[str, float]
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - started, 3)
+
+
+def train_model(
+    sessions: Sequence[Session],
+    model_dir: Path,
+    *,
+    config: TrainConfig | None = None,
+    data_info: dict[str, Any] | None = None,
+    progress: bool = False,
+    evaluate: bool = True,
+    publish: bool = True,
+) -> Path:
+    """Train, export and register a model version; returns the version folder.
+
+    ``model_dir`` is the registry folder (created if needed). ``data_info`` is stored under
+    ``metadata["data"]`` (e.g. ``description``, ``kind``, ``path``, ``limit``), so that
+    ``nowplaying evaluate`` can find the same data again.
+    """
+    cfg = config or TrainConfig()
+    started = time.perf_counter()
+    timer = _Timer({})
+    train, val, test = split_sessions(sessions, seed=cfg.seed)
+    if not train:
+        raise DataError("no training sessions")
+    with timer("training_rows"):
+        train_rows = out_of_fold_rows(train, cfg, progress)
+    with timer("artifacts"):
+        artifacts = fit_artifacts(train, seed=cfg.seed)
+    with timer("validation_rows"):
+        val_rows = training_data(
+            _queries(val, progress, "validation queries"),
+            artifacts,
+            negatives=None,
+            candidates=cfg.candidates,
+            seed=cfg.seed,
+        )
+    if train_rows.n_queries == 0:
+        raise DataError("no training queries with a positive next track")
+    with timer("lightgbm"):
+        booster = fit_ranker(train_rows, val_rows, cfg, progress)
+    created = datetime.now(UTC)
+    train_fp = fingerprint(train)
+    version = _version_name(created, train_fp, cfg)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    building = model_dir / f".building-{version}-{os.getpid()}"
+    building.mkdir()
+    try:
+        with timer("onnx_export"):
+            artifacts.save(building)
+            opsets = export_onnx(booster, N_FEATURES, building / MODEL_FILE)
+        metadata: dict[str, Any] = {
+            "version": version,
+            "created_at": created.isoformat().replace("+00:00", "Z"),
+            "feature_version": FEATURE_VERSION,
+            "feature_names": list(FEATURE_NAMES),
+            "model": {
+                "type": "lightgbm.LGBMRanker",
+                "objective": "lambdarank",
+                "best_iteration": booster.current_iteration(),
+                "lightgbm_version": lgb.__version__,
+            },
+            "onnx": {"input": INPUT_NAME, "target_opset": TARGET_OPSET, "opsets": opsets},
+            "params": asdict(cfg),
+            "data": {
+                **(data_info or {}),
+                "split_seed": cfg.seed,
+                "fingerprint": fingerprint(sessions),
+                "train_fingerprint": train_fp,
+                "sessions": {"train": len(train), "validation": len(val), "test": len(test)},
+            },
+            "training": {
+                "queries": train_rows.n_queries,
+                "rows": len(train_rows.rows),
+                "validation_queries": val_rows.n_queries,
+                "validation_rows": len(val_rows.rows),
+            },
+            "artifacts": {**artifacts.params, "tracks": artifacts.n_tracks},
+            "metrics": {},
+            "timings_seconds": timer.timings,
+        }
+        _write_metadata(building, metadata)
+        if evaluate and test:
+            with timer("evaluation"):
+                evaluation = _evaluate(building, booster, test, progress)
+            metadata["metrics"] = evaluation.to_json()
+            write_report(
+                building,
+                evaluation,
+                {"version": version, "data": metadata["data"].get("description", "")},
+            )
+        metadata["timings_seconds"]["total"] = round(time.perf_counter() - started, 3)
+        _write_metadata(building, metadata)
+        version_dir = model_dir / version
+        building.rename(version_dir)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    if publish:
+        publish_version(model_dir, version_dir)
+    return version_dir
+
+
+def _queries(sessions: Sequence[Session], progress: bool, desc: str) -> list[Query]:
+    bar = tqdm(sessions, desc=desc, unit="session", disable=not progress, leave=False)
+    return [q for s in bar for q in session_queries(s)]
+
+
+def fold_of(session_id: str, folds: int, seed: int) -> int:
+    digest = hashlib.blake2b(f"fold:{seed}:{session_id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % folds
+
+
+def out_of_fold_rows(train: Sequence[Session], cfg: TrainConfig, progress: bool) -> RankingData:
+    """Training rows; each fold's queries are featurised with artifacts fitted without it."""
+    if cfg.folds <= 1:
+        artifacts = fit_artifacts(train, seed=cfg.seed)
+        return training_data(
+            _queries(train, progress, "training queries"),
+            artifacts,
+            negatives=cfg.negatives,
+            candidates=cfg.candidates,
+            seed=cfg.seed,
+        )
+    parts = []
+    for fold in range(cfg.folds):
+        inside = [s for s in train if fold_of(s.session_id, cfg.folds, cfg.seed) == fold]
+        outside = [s for s in train if fold_of(s.session_id, cfg.folds, cfg.seed) != fold]
+        artifacts = fit_artifacts(outside, seed=cfg.seed)
+        parts.append(
+            training_data(
+                _queries(inside, progress, f"training queries, fold {fold + 1}/{cfg.folds}"),
+                artifacts,
+                negatives=cfg.negatives,
+                candidates=cfg.candidates,
+                seed=cfg.seed + fold,
+            )
+        )
+    return concat_ranking(parts)
+
+
+def concat_ranking(parts: Sequence[RankingData]) -> RankingData:
+    return RankingData(
+        np.concatenate([p.rows for p in parts]),
+        np.concatenate([p.labels for p in parts]),
+        np.concatenate([p.groups for p in parts]),
+        np.concatenate([p.tracks for p in parts]),
+        [k for p in parts for k in p.keys],
+    )
+
+
+def make_ranker(cfg: TrainConfig) -> lgb.LGBMRanker:
+    return lgb.LGBMRanker(
+        objective="lambdarank",
+        n_estimators=cfg.trees,
+        num_leaves=cfg.leaves,
+        learning_rate=cfg.learning_rate,
+        min_child_samples=cfg.min_child_samples,
+        colsample_bytree=0.9,
+        subsample=0.8,
+        subsample_freq=1,
+        n_jobs=cfg.threads or None,
+        random_state=cfg.seed,
+        label_gain=[0.0, 1.0, 3.0],  # 2**gain - 1 for gains 0, 1, 2
+        lambdarank_truncation_level=20,
+        deterministic=True,
+        force_row_wise=True,
+        verbosity=-1,
+    )
+
+
+def fit_ranker(
+    train: RankingData, val: RankingData, cfg: TrainConfig, progress: bool
+) -> lgb.Booster:
+    """Fit ``LGBMRanker(objective="lambdarank")``, early-stopped on the validation NDCG@10;
+    returns its booster trimmed to the best iteration."""
+    ranker = make_ranker(cfg)
+    bar = tqdm(total=cfg.trees, desc="lightgbm", unit="tree", disable=not progress, leave=False)
+    callbacks: list[Callable[..., None]] = [lambda env: bar.update(1)]
+    eval_args: dict[str, Any] = {}
+    if val.n_queries:
+        callbacks.append(lgb.early_stopping(cfg.early_stopping_rounds, verbose=False))
+        eval_args = {
+            "eval_X": (val.rows,),
+            "eval_y": (val.labels,),
+            "eval_group": [val.groups],
+            "eval_at": [10],
+            "eval_names": ["validation"],
+        }
+    try:
+        ranker.fit(
+            train.rows,
+            train.labels,
+            group=train.groups,
+            feature_name=list(FEATURE_NAMES),
+            callbacks=callbacks,
+            **eval_args,
+        )
+    finally:
+        bar.close()
+    booster = ranker.booster_
+    best = ranker.best_iteration_ or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def _evaluate(
+    version_dir: Path, booster: lgb.Booster, test: Sequence[Session], progress: bool
+) -> Evaluation:
+    metadata = json.loads((version_dir / METADATA_FILE).read_text(encoding="utf-8"))
+    recommender = Recommender(
+        onnx_session(version_dir / MODEL_FILE, intra_op_threads=0),
+        TrackArtifacts.load(version_dir),
+        metadata,
+    )
+
+    def reference(rows: F32) -> np.ndarray:
+        return np.asarray(booster.predict(rows, num_threads=1))
+
+    return evaluate_sessions(recommender, test, reference=reference, progress=progress)
+
+
+def _version_name(created: datetime, train_fp: str, cfg: TrainConfig) -> str:
+    digest = hashlib.sha1(
+        (train_fp + json.dumps(asdict(cfg), sort_keys=True) + created.isoformat()).encode()
+    ).hexdigest()
+    return f"{created:%Y%m%dT%H%M%SZ}-{digest[:6]}"
+
+
+def _write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
+    text = json.dumps(metadata, indent=2) + "\n"
+    (folder / METADATA_FILE).write_text(text, encoding="utf-8")
+
+
+# --- command --------------------------------------------------------------------------------
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """``nowplaying train``: train on real data (default) or ``--synthetic`` sessions."""
+    progress = not args.no_progress
+    try:
+        sessions, description = load_sessions(settings, args.data, args.synthetic, args.sessions)
+    except (DataError, OSError) as exc:
+        print(f"nowplaying train: {exc}", file=sys.stderr)
+        return 2
+    print(f"data: {description}")
+    cfg = TrainConfig(
+        trees=args.trees,
+        leaves=args.leaves,
+        seed=args.seed,
+        negatives=getattr(args, "negatives", TrainConfig.negatives),
+        folds=getattr(args, "folds", TrainConfig.folds),
+    )
+    data_info = {
+        "description": description,
+        "kind": "synthetic" if args.synthetic else "file",
+        "path": None if args.synthetic or args.data is None else str(args.data.resolve()),
+        "limit": len(sessions) if args.synthetic else args.sessions,
+    }
+    model_dir = args.out or settings.model_dir
+    started = time.perf_counter()
+    try:
+        version_dir = train_model(
+            sessions,
+            model_dir,
+            config=cfg,
+            data_info=data_info,
+            progress=progress,
+            evaluate=not getattr(args, "no_eval", False),
+        )
+    except DataError as exc:
+        print(f"nowplaying train: {exc}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - started
+    _print_summary(version_dir, elapsed)
+    return 0
+
+
+def _print_summary(version_dir: Path, elapsed: float) -> None:
+    metadata = json.loads((version_dir / METADATA_FILE).read_text(encoding="utf-8"))
+    training = metadata["training"]
+    print(f"model: {version_dir} (latest)")
+    print(
+        f"trained in {elapsed:.1f} s on {training['queries']} queries / {training['rows']} rows; "
+        f"{metadata['model']['best_iteration']} trees; {len(FEATURE_NAMES)} features "
+        f"(version {FEATURE_VERSION})"
+    )
+    if metadata.get("metrics"):
+        evaluation = Evaluation(**metadata["metrics"])
+        print(summary_table(evaluation))
+        print(f"ONNX vs LightGBM max |diff|: {evaluation.parity_max_abs_diff:.3g}")
+        print(f"report: {version_dir / 'report.md'}")
