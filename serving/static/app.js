@@ -115,6 +115,7 @@ function renderRecommendations(view) {
     list.classList.remove("fresh");
     void list.offsetWidth; // restart the highlight animation
     list.classList.add("fresh");
+    if (!$("active-users").querySelector("button")) refreshUsers();
   }
   facts($("recs-meta"), [
     ["trigger event", msg.trigger_event_id],
