@@ -20,6 +20,7 @@ from features.session import SessionEvent
 from nowplaying.settings import Settings
 from serving.app import create_app, route_label
 from serving.queries import Play, now_playing_of, plays_of
+from tests.support.settings import isolated_settings
 
 
 def _closed_port() -> int:
@@ -31,7 +32,7 @@ def _closed_port() -> int:
 
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
+    return isolated_settings(
         redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
         model_dir=tmp_path / "models",
         redis_key_prefix="np-unit",

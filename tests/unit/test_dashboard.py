@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.support.dashboard import (
     registry_labels,
     walk_panels,
 )
+from tests.support.settings import isolated_settings
 
 PROVISIONING = GRAFANA_DIR / "provisioning"
 
@@ -133,3 +135,20 @@ def test_dashboard_provider_reads_the_mounted_folder() -> None:
     assert entry["type"] == "file"
     # docker-compose mounts deploy/grafana/dashboards here
     assert entry["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_prometheus_scrapes_the_worker_and_the_api_on_their_settings_ports() -> None:
+    config = _load_yaml(GRAFANA_DIR.parent / "prometheus" / "prometheus.yml")
+    interval = config["global"]["scrape_interval"]
+    assert re.fullmatch(r"\d+(ms|s|m)", interval), interval
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    defaults = isolated_settings()
+    assert f"worker:{defaults.worker_metrics_port}" in targets
+    assert f"api:{defaults.api_port}" in targets
+    for job in config["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics"
