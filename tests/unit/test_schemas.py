@@ -46,6 +46,17 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
+def check_schemas(folder: Path) -> subprocess.CompletedProcess[str]:
+    """``nowplaying schemas --check --out folder`` in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "nowplaying.cli", "schemas", "--check", "--out", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+
+
 def test_the_three_schema_files_exist_and_are_valid_2020_12() -> None:
     assert sorted(p.name for p in SCHEMAS.glob("*.schema.json")) == sorted(json_schemas())
     for name in json_schemas():
@@ -54,13 +65,7 @@ def test_the_three_schema_files_exist_and_are_valid_2020_12() -> None:
 
 
 def test_schema_files_are_up_to_date() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "nowplaying.cli", "schemas", "--check", "--out", str(SCHEMAS)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+    done = check_schemas(SCHEMAS)
     assert done.returncode == 0, done.stderr
 
 
@@ -69,13 +74,7 @@ def test_schemas_check_detects_a_stale_file(tmp_path: Path) -> None:
         (tmp_path / name).write_text((SCHEMAS / name).read_text(encoding="utf-8"), "utf-8")
     stale = tmp_path / "dead-letter.schema.json"
     stale.write_text(stale.read_text(encoding="utf-8").replace("reason", "cause"), "utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "nowplaying.cli", "schemas", "--check", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+    done = check_schemas(tmp_path)
     assert done.returncode == 1
     assert "dead-letter.schema.json" in done.stderr
 
