@@ -14,6 +14,8 @@ from typing import Final
 LATEST: Final = "latest"
 MODEL_FILE: Final = "model.onnx"
 METADATA_FILE: Final = "metadata.json"
+#: LightGBM's own text model of the same booster (for comparisons and inspection).
+LIGHTGBM_FILE: Final = "lightgbm.txt"
 
 
 class ModelNotFoundError(FileNotFoundError):

@@ -44,7 +44,7 @@ from models.evaluate import Evaluation, evaluate_sessions, summary_table, write_
 from models.export import INPUT_NAME, TARGET_OPSET, export_onnx, onnx_session
 from models.queries import Query, RankingData, session_queries, training_data
 from models.recommender import Recommender
-from models.registry import METADATA_FILE, MODEL_FILE, publish_version
+from models.registry import LIGHTGBM_FILE, METADATA_FILE, MODEL_FILE, publish_version
 from nowplaying.settings import Settings
 
 
@@ -123,6 +123,7 @@ def train_model(
         with timer("onnx_export"):
             artifacts.save(building)
             opsets = export_onnx(booster, N_FEATURES, building / MODEL_FILE)
+            booster.save_model(str(building / LIGHTGBM_FILE))
         metadata: dict[str, Any] = {
             "version": version,
             "created_at": created.isoformat().replace("+00:00", "Z"),
