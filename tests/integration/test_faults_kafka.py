@@ -18,14 +18,14 @@ from streams.replay import interleave
 from tests.conftest import SettingsFactory
 from tests.support.api_server import shared_small_model
 from tests.support.faults import (
-    BackgroundReplay,
     assert_healthy,
     print_counts,
     starts_of,
     triggers_of,
     wait_all_committed,
+    worker_mid_replay,
 )
-from tests.support.pipeline import TopicReader, WorkerProcess, check_invariant, real_session_events
+from tests.support.pipeline import TopicReader, check_invariant, real_session_events
 from tests.support.services import KafkaBroker
 
 pytestmark = pytest.mark.slow
@@ -50,13 +50,9 @@ def test_broker_stopped_10s_mid_replay_worker_reconnects_and_loses_nothing(
     }
     settings: Settings = settings_factory(**fields)
     events = list(interleave(real_session_events(settings, 80, skip=1400), 40, seed=13))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    with worker:
-        assert_healthy(worker)
-        replay = BackgroundReplay(settings, events, RATE).start()
-        with TopicReader(settings, settings.topic_recommendations) as recs:
-            recs.read_until(lambda rs: len(rs) >= 250, timeout=60, settle=0)
-            lists_before = len(recs.records)
+    live = worker_mid_replay(settings, events, tmp_path / "worker.log", rate=RATE, lists_before=250)
+    with live as (worker, recs, replay):
+        lists_before = len(recs.records)
         broker.stop()
         down_at = time.monotonic()
         while time.monotonic() - down_at < OUTAGE_S:
@@ -69,9 +65,8 @@ def test_broker_stopped_10s_mid_replay_worker_reconnects_and_loses_nothing(
         restarted_at = time.monotonic()
 
         sent = replay.join(180)
-        with TopicReader(settings, settings.topic_recommendations) as recs:
-            recs.read_until(lambda rs: starts_of(sent) <= triggers_of(rs), timeout=120)
-            resumed_after = time.monotonic() - restarted_at
+        recs.read_until(lambda rs: starts_of(sent) <= triggers_of(rs), timeout=120)
+        resumed_after = time.monotonic() - restarted_at
         assert_healthy(worker)
         committed = wait_all_committed(settings, timeout=60)
         with TopicReader(settings, settings.topic_dead_letters) as dlq:

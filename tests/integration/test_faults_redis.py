@@ -25,7 +25,6 @@ from streams.replay import interleave
 from tests.conftest import SettingsFactory
 from tests.support.api_server import shared_small_model
 from tests.support.faults import (
-    BackgroundReplay,
     CommitWatcher,
     assert_healthy,
     check_after_state_loss,
@@ -36,10 +35,10 @@ from tests.support.faults import (
     triggers_of,
     wait_all_committed,
     wait_until,
+    worker_mid_replay,
 )
 from tests.support.pipeline import (
     TopicReader,
-    WorkerProcess,
     check_invariant,
     real_session_events,
 )
@@ -76,12 +75,8 @@ def test_redis_stopped_10s_mid_replay_then_restarted_loses_nothing(
     redis = private_redis()
     settings = make_settings(redis_url=redis.url)
     events = list(interleave(real_session_events(settings, 120, skip=1000), 60, seed=11))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    with worker, TopicReader(settings, settings.topic_recommendations) as recs:
-        assert_healthy(worker)
-        replay = BackgroundReplay(settings, events, RATE).start()
-        recs.read_until(lambda rs: len(rs) >= 300, timeout=60, settle=0)
-
+    live = worker_mid_replay(settings, events, tmp_path / "worker.log", rate=RATE, lists_before=300)
+    with live as (worker, recs, replay):
         redis.stop(save=True)  # SHUTDOWN SAVE: the snapshot is exactly what was applied
         shutil.copy(redis.data_dir / "dump.rdb", tmp_path / "at-stop.rdb")
         stopped_at, stopped_wall = time.monotonic(), time.time()
@@ -159,11 +154,8 @@ def test_redis_restarted_empty_sessions_restart_and_no_crash_loop(
     redis = private_redis()
     settings = make_settings(redis_url=redis.url)
     events = list(interleave(real_session_events(settings, 100, skip=1200), 50, seed=12))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    with worker, TopicReader(settings, settings.topic_recommendations) as recs:
-        assert_healthy(worker)
-        replay = BackgroundReplay(settings, events, RATE).start()
-        recs.read_until(lambda rs: len(rs) >= 250, timeout=60, settle=0)
+    live = worker_mid_replay(settings, events, tmp_path / "worker.log", rate=RATE, lists_before=250)
+    with live as (worker, recs, replay):
         redis.stop(save=False)
         redis.wipe()
         assert wait_until(lambda: readiness(worker)[0] == 503, 5)

@@ -10,12 +10,14 @@ The invariant itself is :func:`tests.support.pipeline.check_invariant`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -26,7 +28,7 @@ from nowplaying.events import TrackEnd, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import RawRecord
-from tests.support.pipeline import InvariantReport, WorkerProcess, produce
+from tests.support.pipeline import InvariantReport, TopicReader, WorkerProcess, produce
 
 PlayEvent = TrackStart | TrackEnd
 
@@ -85,6 +87,26 @@ class BackgroundReplay:
         if self.error is not None:
             raise AssertionError(f"the replay failed: {self.error!r}") from self.error
         return self.sent
+
+
+@contextlib.contextmanager
+def worker_mid_replay(
+    settings: Settings,
+    events: Sequence[PlayEvent],
+    log_path: Path,
+    *,
+    rate: float,
+    lists_before: int,
+) -> Iterator[tuple[WorkerProcess, TopicReader, BackgroundReplay]]:
+    """Start the worker, start replaying ``events`` at ``rate`` in the background, and yield
+    once ``lists_before`` lists are out: the moment to inject a fault. The worker is stopped
+    (SIGTERM) and the reader closed when the block ends."""
+    worker = WorkerProcess(settings, log_path)
+    with worker, TopicReader(settings, settings.topic_recommendations) as recs:
+        assert_healthy(worker)
+        replay = BackgroundReplay(settings, events, rate).start()
+        recs.read_until(lambda rs: len(rs) >= lists_before, timeout=60, settle=0)
+        yield worker, recs, replay
 
 
 # --- Kafka offsets ------------------------------------------------------------------------------
