@@ -346,7 +346,7 @@ class Pipeline:
 
 
 def _list_source(recs: Sequence[Recommendation]) -> str:
-    """``popularity`` when the whole list is the popularity fallback, else ``model``."""
+    """``popular`` when the whole list is the popularity fallback, else ``model``."""
     if not recs:
         return "empty"
-    return "popularity" if all(r.source == "popularity" for r in recs) else "model"
+    return "popular" if all(r.source == "popular" for r in recs) else "model"

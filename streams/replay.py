@@ -204,6 +204,7 @@ def _record(
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Entry point of ``nowplaying replay``."""
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     try:
         sessions, description = load_sessions(settings, args.data, args.synthetic, args.sessions)
     except DataError as exc:

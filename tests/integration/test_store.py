@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from features.session import fold_events, state_summary, to_session_event
+from features.session import encode_event, fold_events, state_summary, to_session_event
 from features.store import (
     ACTIVE_USERS_KEPT,
     Applied,
@@ -235,3 +235,34 @@ def test_the_script_is_reloaded_after_the_server_lost_it(
     assert [a.duplicate for a in first] == [False, False]
     assert [a.duplicate for a in after] == [True, True, False, False]
     assert len(after[-1].records) == 4
+
+
+def test_cached_logs_stay_exact_across_workers_and_expiry(
+    settings_factory: SettingsFactory,
+) -> None:
+    """Each store sends only what it has not seen; a log another worker extended, or one that
+    expired and started again, must still come back whole and fold to the offline state."""
+    settings = settings_factory(create_topics=False)
+    keys = Keys(settings.redis_key_prefix)
+    evs = events(n=5)
+
+    def new_store(redis: Any) -> FeatureStore:
+        return FeatureStore(redis, keys, settings.session_ttl_seconds, settings.max_session_events)
+
+    async def body(a: FeatureStore, redis: Any) -> tuple[Applied, Applied, Applied]:
+        b = new_store(redis)
+        await a.apply_events(evs[:3])
+        await b.apply_events(evs[3:5])  # the partition moved to another worker and back
+        after_move = (await a.apply_events(evs[5:6]))[0]
+        await redis.delete(keys.session_log("s1"), keys.session_seen("s1"))  # expired
+        restarted = (await a.apply_events(evs[6:8]))[-1]
+        late_b = (await b.apply_events(evs[8:10]))[-1]
+        return after_move, restarted, late_b
+
+    after_move, restarted, late_b = run_with_store(settings, body)
+    offline = [to_session_event(e) for e in evs]
+    assert after_move.records == tuple(encode_event(e) for e in offline[:6])
+    assert after_move.state() == fold_events(offline[:6])
+    assert restarted.state() == fold_events(offline[6:8])
+    assert late_b.records == tuple(encode_event(e) for e in offline[6:10])
+    assert late_b.state() == fold_events(offline[6:10])

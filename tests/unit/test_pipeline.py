@@ -16,6 +16,7 @@ import pytest
 
 from features.session import (
     SessionState,
+    decode_event,
     encode_event,
     fold_events,
     state_summary,
@@ -35,6 +36,10 @@ from streams.pipeline import Pipeline, RawMessage
 
 NOW_S = 1_795_900_000.0
 TOPIC = "play-events"
+
+
+def fold_log(log: Sequence[str]) -> SessionState:
+    return fold_events(decode_event(r) for r in log)
 
 
 class MemoryStore:
@@ -61,11 +66,11 @@ class MemoryStore:
             seen = self.seen.setdefault(sid, set())
             if ev.event_id in seen:
                 stored = self.recs.get(sid, {}).get(ev.event_id)
-                out.append(Applied(ev, True, tuple(log), stored))
+                out.append(Applied(ev, True, tuple(log), fold_log(log), stored_list=stored))
                 continue
             seen.add(ev.event_id)
             log.append(encode_event(to_session_event(ev)))
-            out.append(Applied(ev, False, tuple(log)))
+            out.append(Applied(ev, False, tuple(log), fold_log(log)))
         return out
 
     async def write_results(

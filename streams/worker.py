@@ -1,0 +1,251 @@
+"""``nowplaying worker``: the Faust app that turns play events into Now Playing lists.
+
+One agent consumes ``play-events`` as raw bytes in micro-batches
+(``stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds)``) and
+hands each batch to :class:`streams.pipeline.Pipeline`, which validates, updates Redis, ranks and
+publishes, retrying Redis and Kafka failures forever.
+
+Offsets. Faust commits the offsets of *acked* messages (periodically, on rebalance and on stop),
+and ``take_events`` acks a batch's events as soon as the loop body returns **or raises or is
+cancelled** (its ``finally``). To commit only what is done, the worker holds one extra reference
+on every message of a batch (``Message.incref``) while the batch is processed and releases it
+(``Message.ack``) only after :meth:`Pipeline.process_batch` returned, that is after the effects
+are durable in Redis and Kafka acknowledged every produced record. A batch interrupted by a crash
+or a cancellation is never acked, so it is redelivered; the Redis dedupe makes that harmless.
+
+Shutdown (SIGTERM/SIGINT, handled by mode's Worker): Faust stops fetching, waits until every
+message that reached the agent is acked (``stream_wait_empty``), so the batch in flight finishes,
+commits, then stops the agent, the consumer and the producer; the worker then closes Redis.
+
+HTTP on ``settings.worker_metrics_port`` (Faust's web server): ``/metrics`` (Prometheus),
+``/healthz`` (the process is up) and ``/readyz`` (503 naming the failing dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import tempfile
+import time
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from faust.streams import Stream
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from features.store import FeatureStore
+from models.recommender import Recommender
+from models.registry import resolve_version_dir
+from nowplaying import metrics
+from nowplaying.clients import async_redis_client, faust_broker_credentials, faust_broker_urls
+from nowplaying.keys import Keys
+from nowplaying.settings import Settings
+from streams.pipeline import Pipeline, RawMessage
+
+log = logging.getLogger(__name__)
+
+#: How long /readyz waits for Redis to answer PING.
+READY_PING_TIMEOUT_S = 1.0
+
+
+class FaustPublisher:
+    """Publishes through the app's own Kafka producer (acks=all); returns the delivery future."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        fut: Awaitable[Any] = await self._app.producer.send(topic, key, value, None, None, None)
+        return fut
+
+
+class WorkerRuntime:
+    """The worker's clients and the pipeline; created once in :func:`run`, injected into the app."""
+
+    def __init__(self, settings: Settings, redis: Any, recommender: Recommender) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.recommender = recommender
+        self.store = FeatureStore(
+            redis,
+            Keys(settings.redis_key_prefix),
+            settings.session_ttl_seconds,
+            settings.max_session_events,
+        )
+        self.pipeline: Pipeline | None = None
+        self.positions: dict[tuple[str, int], int] = {}
+
+    def attach(self, app: faust.App) -> None:
+        self.pipeline = Pipeline(self.settings, self.store, self.recommender, FaustPublisher(app))
+
+    async def handle(self, events: Sequence[Any], consumer: Any) -> None:
+        """Process one batch of Faust events; ack them only when the pipeline is done."""
+        assert self.pipeline is not None
+        for event in events:
+            event.message.incref()  # hold: take_events' own ack must not release the offset
+        result = await self.pipeline.process_batch([_raw(e.message) for e in events])
+        for event in events:
+            event.message.ack(consumer)  # release: now the offset may be committed
+            tp = event.message.tp
+            self.positions[(tp.topic, tp.partition)] = event.message.offset + 1
+        if result.dead_letters or result.duplicates:
+            log.info(
+                "batch of %d: %d applied, %d duplicates, dead letters %s",
+                result.messages,
+                result.applied,
+                result.duplicates,
+                result.dead_letters,
+            )
+
+    async def readiness(self) -> dict[str, str]:
+        """Failing dependencies by name (empty when ready)."""
+        failing: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.redis.ping(), READY_PING_TIMEOUT_S)
+        except Exception as exc:
+            failing["redis"] = f"{type(exc).__name__}: {exc}"[:200]
+        if self.pipeline is None:
+            failing["model"] = "not loaded"
+        return failing
+
+
+def _raw(message: Any) -> RawMessage:
+    ts = message.timestamp
+    return RawMessage(
+        value=message.value,
+        key=message.key,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=None if ts is None else int(ts * 1000),
+    )
+
+
+def build_app(settings: Settings, runtime: WorkerRuntime, datadir: Path) -> faust.App:
+    """The Faust app: one agent over ``play-events``, the web views, the lag timer."""
+    session_timeout = settings.worker_session_timeout_seconds
+    app = faust.App(
+        settings.consumer_group,
+        broker=faust_broker_urls(settings),
+        broker_credentials=faust_broker_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        datadir=str(datadir),
+        topic_allow_declare=False,  # topics are created by `nowplaying topics`
+        topic_disable_leader=True,  # no tables, no leader election: no internal topics
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session_timeout,
+        broker_heartbeat_interval=min(3.0, session_timeout / 3),
+        producer_acks=-1,
+        stream_wait_empty=True,
+        web_enabled=True,
+        web_port=settings.worker_metrics_port,
+        web_bind=settings.worker_metrics_host,
+        web_host=settings.worker_metrics_host,
+        web_stats_enabled=False,
+    )
+    runtime.attach(app)
+    topic = app.topic(
+        settings.topic_play_events, value_serializer="raw", key_serializer="raw", internal=False
+    )
+
+    @app.agent(topic, name="play-events")
+    async def play_events(stream: faust.StreamT[bytes]) -> None:
+        batches = cast(Stream[bytes], stream).take_events(
+            settings.batch_max_events, within=settings.batch_within_seconds
+        )
+        async for events in batches:
+            await runtime.handle(events, app.consumer)
+
+    async def update_lag() -> None:
+        _update_lag(app, runtime)
+
+    app.timer(settings.worker_lag_interval_seconds)(update_lag)
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    class ReadyView(View):
+        async def get(self, request: Request) -> Response:
+            failing = await runtime.readiness()
+            body = {
+                "status": "ready" if not failing else "not ready",
+                "failing": failing,
+                "model_version": runtime.recommender.model_version,
+            }
+            return self.json(body, status=200 if not failing else 503)
+
+    async def close_redis(sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        log.info("closing Redis")
+        await runtime.redis.aclose()
+
+    app.on_before_shutdown.connect(close_redis)
+    return app
+
+
+def _update_lag(app: faust.App, runtime: WorkerRuntime) -> None:
+    """Messages behind the high watermark, per assigned partition we have a position for."""
+    try:
+        assignment = app.consumer.assignment()
+    except Exception:  # not started or rebalancing
+        return
+    for tp in assignment:
+        position = runtime.positions.get((tp.topic, tp.partition))
+        try:
+            highwater = app.consumer.highwater(tp)
+        except Exception:
+            continue
+        if position is not None and highwater is not None:
+            lag = max(0, highwater - position)
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+
+def load_recommender(settings: Settings) -> Recommender:
+    version_dir = resolve_version_dir(settings.model_dir, settings.model_version)
+    recommender = Recommender.load(
+        version_dir, intra_op_threads=settings.ort_intra_op_threads, candidates=settings.candidates
+    )
+    metrics.MODEL_INFO.info(
+        {
+            "version": recommender.model_version,
+            "feature_version": str(recommender.feature_version),
+            "path": str(version_dir),
+        }
+    )
+    return recommender
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Entry point of ``nowplaying worker``."""
+    started = time.monotonic()
+    try:
+        recommender = load_recommender(settings)
+    except Exception as exc:
+        log.error("cannot load the model from %s: %s", settings.model_dir, exc)
+        return 2
+    log.info("model %s loaded in %.2f s", recommender.model_version, time.monotonic() - started)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    redis = async_redis_client(settings)
+    runtime = WorkerRuntime(settings, redis, recommender)
+    with tempfile.TemporaryDirectory(prefix="nowplaying-faust-") as datadir:
+        app = build_app(settings, runtime, Path(datadir))
+        worker = faust.Worker(app, loop=loop, loglevel=settings.log_level)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0)
+    return 0
