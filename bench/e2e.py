@@ -323,7 +323,10 @@ async def _warm_up(
     await produce_at_rate(producer, s.topic_play_events, warm, config.warmup_rate)
     wanted = _wanted(impl, warm)
     await reader.collect_until(
-        wanted, timeout_s=config.startup_timeout_s, idle_s=config.startup_timeout_s
+        wanted,
+        timeout_s=config.startup_timeout_s,
+        idle_s=config.startup_timeout_s,
+        alive=child.alive,
     )
     got = {a.event_id for a in reader.answers} & wanted
     if len(got) < 0.99 * len(wanted):
@@ -348,7 +351,9 @@ async def _run_step(
     inference_before = scrape_metric(s.worker_metrics_port, metric) if impl.has_metrics else None
     with procs.Sampler(child.pid, config.sample_interval_s) as sampler:
         collecting = asyncio.create_task(
-            reader.collect_until(_wanted(impl, events), timeout_s=1e9, idle_s=1e9)
+            reader.collect_until(
+                _wanted(impl, events), timeout_s=1e9, idle_s=1e9, alive=child.alive
+            )
         )
         produced = await produce_at_rate(producer, s.topic_play_events, events, step.rate)
         with contextlib.suppress(TimeoutError):

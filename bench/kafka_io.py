@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,9 +108,15 @@ class AnswerReader:
                     got += 1
         return got
 
-    async def collect_until(self, wanted: set[str], timeout_s: float, idle_s: float = 5.0) -> None:
-        """Poll until every wanted event id has an answer, ``timeout_s`` passes, or nothing new
-        arrives for ``idle_s``."""
+    async def collect_until(
+        self,
+        wanted: set[str],
+        timeout_s: float,
+        idle_s: float = 5.0,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Poll until every wanted event id has an answer, ``timeout_s`` passes, nothing new
+        arrives for ``idle_s``, or ``alive()`` says the answering process has gone."""
         answered = {a.event_id for a in self.answers} & wanted
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -121,5 +127,5 @@ class AnswerReader:
             if len(self.answers) > before:
                 answered.update(a.event_id for a in self.answers[before:] if a.event_id in wanted)
                 last_progress = loop.time()
-            elif loop.time() - last_progress > idle_s:
+            elif loop.time() - last_progress > idle_s or not alive():
                 break

@@ -30,7 +30,7 @@ from features.candidates import SOURCES, generate_candidates
 from features.context import state_context
 from features.rows import rows_for
 from features.session import SessionState, apply_event, to_session_event
-from models.registry import resolve_version_dir
+from models.registry import LIGHTGBM_FILE, resolve_version_dir
 from nowplaying.clients import async_redis_client
 from nowplaying.events import (
     Recommendation,
@@ -41,18 +41,14 @@ from nowplaying.events import (
 )
 from nowplaying.settings import Settings
 
-#: LightGBM's own model file in a version folder, by the names the trainer may use.
-BOOSTER_FILES = ("model.txt", "lightgbm.txt", "booster.txt")
 FIELDS = [f.name for f in dataclasses.fields(SessionState)]
 
 
 def booster_path(version_dir: Path) -> Path:
-    for name in BOOSTER_FILES:
-        if (version_dir / name).is_file():
-            return version_dir / name
-    raise FileNotFoundError(
-        f"{version_dir} has no LightGBM model file ({', '.join(BOOSTER_FILES)})"
-    )
+    path = version_dir / LIGHTGBM_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: retrain with `nowplaying train`")
+    return path
 
 
 def encode_field(value: object) -> str:

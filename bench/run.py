@@ -13,23 +13,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import e2e, profile, stages, targets
+from bench import e2e, profile, quality, ranker, stages, targets
 from bench.machine import load_average, machine_info
 from bench.report import E2EResult, Report, render_markdown, write_chart, write_json
-from bench.timing import BENCH_CPU
+from bench.timing import BENCH_CPU, on_bench_core
 from bench.workload import bench_sessions
 from models.datasets import MSSD_FILE
-from models.registry import ModelNotFoundError, resolve_version_dir
+from models.recommender import ModelMismatchError, check_metadata
+from models.registry import LIGHTGBM_FILE, METADATA_FILE, ModelNotFoundError, resolve_version_dir
 from nowplaying.settings import Settings
 
 log = logging.getLogger("bench")
@@ -61,14 +63,14 @@ def fixed(rates: tuple[float, ...], seconds: float) -> tuple[e2e.Step, ...]:
 
 def plan_for(suite: str, quick: bool) -> Plan:
     if quick:
-        tiny = (e2e.Step(200.0, 300), e2e.Step(None, 600))
+        tiny = (e2e.Step(200.0, 200), e2e.Step(None, 500))
         return Plan(
             stages=suite in {"stages", "all"},
             passthrough=tiny if suite in {"e2e", "all"} else (),
-            worker=tiny if suite in {"e2e", "all", "profile", "rss"} else (),
-            naive=tiny if suite in {"e2e", "all"} else (),
+            worker=tiny if suite in {"e2e", "all", "rss"} else (),
+            naive=(e2e.Step(50.0, 50), e2e.Step(None, 100)) if suite in {"e2e", "all"} else (),
             profile_seconds=3.0 if suite in {"all", "profile"} else 0.0,
-            warmup_events=200,
+            warmup_events=100,
         )
     e2e_on = suite in {"e2e", "all"}
     worker: tuple[e2e.Step, ...] = ()
@@ -96,21 +98,66 @@ def bench_model_dir(args: argparse.Namespace, quick: bool) -> Path:
     return Path("var") / ("bench-models-quick" if quick else "bench-models")
 
 
-def ensure_model(settings: Settings, model_dir: Path, quick: bool) -> Path:
-    """The benchmark's model version folder, trained first when the registry has none
-    (200 trees / 31 leaves on the real data when present; a tiny one for ``--quick``)."""
+@dataclass(frozen=True)
+class ModelSpec:
+    trees: int
+    leaves: int
+    sessions: int | None = None  # None: all sessions of the data
+
+
+MAIN_MODEL = ModelSpec(200, 31)
+SMALL_MODEL = ModelSpec(50, 15)
+QUICK_MODEL = ModelSpec(20, 15, sessions=400)
+
+
+def usable_model(model_dir: Path, spec: ModelSpec) -> Path | None:
+    """The registry's latest version when it was trained as ``spec`` for this code's features."""
     try:
-        return resolve_version_dir(model_dir)
-    except ModelNotFoundError:
-        pass
+        version_dir = resolve_version_dir(model_dir)
+        meta = json.loads((version_dir / METADATA_FILE).read_text())
+        check_metadata(meta)
+    except (ModelNotFoundError, ModelMismatchError, OSError, ValueError):
+        return None
+    params = meta.get("params", {})
+    if (params.get("trees"), params.get("leaves")) != (spec.trees, spec.leaves):
+        return None
+    return version_dir if (version_dir / LIGHTGBM_FILE).is_file() else None
+
+
+def ensure_model(settings: Settings, model_dir: Path, spec: ModelSpec) -> Path:
+    """A model version trained as ``spec`` in ``model_dir``, trained first when there is none
+    (on the real data when present, else on the SYNTHETIC sessions)."""
+    found = usable_model(model_dir, spec)
+    if found is not None:
+        return found
     cmd = [e2e.nowplaying_exe(), "train", "--out", str(model_dir), "--no-progress"]
-    cmd += ["--trees", "20", "--leaves", "15", "--sessions", "400"] if quick else []
-    cmd += [] if quick else ["--trees", "200", "--leaves", "31"]
+    cmd += ["--trees", str(spec.trees), "--leaves", str(spec.leaves)]
+    if spec.sessions is not None:
+        cmd += ["--sessions", str(spec.sessions)]
     if not data_present(settings):
         cmd.append("--synthetic")
-    log.info("training the benchmark model: %s", " ".join(cmd))
-    subprocess.run(cmd, check=True, timeout=3600)
+    log.warning("training a benchmark model: %s", " ".join(cmd))
+    subprocess.run(cmd, check=True, timeout=3600, stdout=subprocess.DEVNULL)
     return resolve_version_dir(model_dir)
+
+
+def quality_configs(
+    settings: Settings, version_dir: Path, quick: bool
+) -> list[tuple[str, Path, int]]:
+    """The configuration in use first, then cheaper ones: fewer candidates, a smaller model."""
+    n = settings.candidates
+    spec = QUICK_MODEL if quick else MAIN_MODEL
+    main = f"{spec.trees} trees / {spec.leaves} leaves"
+    configs = [
+        (f"{main}, {n} candidates (in use)", version_dir, n),
+        (f"{main}, {n // 2} candidates", version_dir, n // 2),
+        (f"{main}, {n // 4} candidates", version_dir, n // 4),
+    ]
+    if not quick:
+        small_dir = ensure_model(settings, Path("var") / "bench-models-small", SMALL_MODEL)
+        small = f"{SMALL_MODEL.trees} trees / {SMALL_MODEL.leaves} leaves"
+        configs.append((f"{small}, {n} candidates", small_dir, n))
+    return configs
 
 
 def data_present(settings: Settings) -> bool:
@@ -130,7 +177,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plan = plan_for(suite, quick)
     model_dir = bench_model_dir(args, quick)
-    version_dir = ensure_model(settings, model_dir, quick)
+    version_dir = ensure_model(settings, model_dir, QUICK_MODEL if quick else MAIN_MODEL)
     settings = settings.model_copy(
         update={"model_dir": model_dir.resolve(), "model_version": version_dir.name}
     )
@@ -142,8 +189,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         load_before=load_average(),
     )
     report.notes.append(f"suite {suite}; figures from {version_dir}")
+    states = stages.sample_states(settings, 200 if quick else 2000)
     if plan.stages:
-        stages.run_stages(settings, version_dir, report, quick=quick)
+        stages.run_stages(settings, version_dir, states, report, quick=quick)
+        quality.quality_stage(
+            settings, quality_configs(settings, version_dir, quick), states, report, quick
+        )
+    else:
+        with on_bench_core():  # the inference-only limit, for the targets
+            ranker.ranker_stage(settings, version_dir, states, report, quick)
     if plan.passthrough or plan.worker or plan.naive:
         asyncio.run(run_e2e(settings, plan, report, out, quick=quick))
     report.load_after = load_average()
@@ -155,20 +209,30 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def model_summary(version_dir: Path) -> dict[str, object]:
+    """What the report says about the model: version, trees (after early stopping), leaves,
+    NDCG@10 of its offline evaluation."""
     try:
-        meta = json.loads((version_dir / "metadata.json").read_text())
+        meta = json.loads((version_dir / METADATA_FILE).read_text())
     except (OSError, ValueError):
-        meta = {}
-    keep = ("version", "trees", "num_trees", "leaves", "num_leaves", "features", "ndcg_at_10")
-    found: dict[str, object] = {"version": version_dir.name}
-    for key in keep:
-        if key in meta and not isinstance(meta[key], (dict, list)):
-            found[key] = meta[key]
-    return found
+        return {"version": version_dir.name}
+    params = meta.get("params", {})
+    ndcg = meta.get("metrics", {}).get("ndcg_at_10", {})
+    return {
+        "version": version_dir.name,
+        "trees": meta.get("model", {}).get("best_iteration"),
+        "leaves": params.get("leaves"),
+        "candidates": params.get("candidates"),
+        "NDCG@10": round(ndcg["ranker"], 4) if "ranker" in ndcg else None,
+        "data": meta.get("data", {}).get("description"),
+    }
 
 
 async def run_e2e(settings: Settings, plan: Plan, report: Report, out: Path, quick: bool) -> None:
-    pin_harness()
+    with harness_cores():
+        await _run_e2e(settings, plan, report, out, quick)
+
+
+async def _run_e2e(settings: Settings, plan: Plan, report: Report, out: Path, quick: bool) -> None:
     sessions, source = bench_sessions(settings, limit=None if not quick else 2000)
     report.notes.append(f"replayed sessions: {source}")
     logs = out / "logs"
@@ -201,12 +265,19 @@ async def run_e2e(settings: Settings, plan: Plan, report: Report, out: Path, qui
         await profile.profile_worker(settings, sessions, report, out, plan.profile_seconds)
 
 
-def pin_harness() -> None:
+@contextlib.contextmanager
+def harness_cores() -> Iterator[None]:
     """Keep the harness (producer, reader) off the core the process under test runs on."""
     cpus = os.cpu_count() or 1
-    if cpus > 1 and hasattr(os, "sched_setaffinity"):
-        others = set(range(cpus)) - {BENCH_CPU}
-        os.sched_setaffinity(0, others)
+    if cpus < 2 or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(range(cpus)) - {BENCH_CPU})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def write_outputs(report: Report, out: Path, suite: str) -> None:

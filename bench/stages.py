@@ -220,9 +220,15 @@ def rows_stage(
 # --- entry point --------------------------------------------------------------------------------
 
 
-def run_stages(settings: Settings, version_dir: Path, report: Report, quick: bool) -> None:
+def run_stages(
+    settings: Settings,
+    version_dir: Path,
+    states: Sequence[SessionState],
+    report: Report,
+    quick: bool,
+) -> None:
+    """Ranker, rows and feature-store stages, pinned to the benchmark core."""
     with on_bench_core():
-        states = sample_states(settings, 200 if quick else 2000)
         ranker.ranker_stage(settings, version_dir, states, report, quick)
         rows_stage(version_dir, states, settings.candidates, report, quick)
         asyncio.run(features_stage(settings, report, quick))
