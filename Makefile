@@ -63,11 +63,13 @@ status: $(STAMP) ## Show whether Kafka and Redis are running
 # again when this run started them (a developer's running services are left alone). The exit
 # status is pytest's when pytest fails, else lint's.
 test: setup ## Setup, start services, lint, run the whole test suite, stop the services
-	@if $(SERVICES) status >/dev/null 2>&1; then started=0; else started=1; fi; \
+	@started=(); for s in kafka redis; do \
+		$(SERVICES) status $$s >/dev/null 2>&1 || started+=($$s); \
+	done; \
 	$(SERVICES) up || exit 1; \
 	lint_status=0; $(MAKE) --no-print-directory lint || lint_status=$$?; \
 	test_status=0; $(PY) -m pytest $(PYTEST_DEFAULTS) $(PYTEST_ARGS) || test_status=$$?; \
-	if (( started )); then $(SERVICES) down || true; fi; \
+	for s in "$${started[@]}"; do $(SERVICES) down $$s || true; done; \
 	if (( lint_status )); then echo "lint failed (exit $$lint_status)" >&2; fi; \
 	if (( test_status )); then exit $$test_status; fi; \
 	exit $$lint_status
