@@ -92,5 +92,5 @@ soak: up ## Long steady-rate run (not part of `make test`)
 	$(PY) -m pytest -m soak $(SOAK_ARGS)
 
 clean: down ## Stop the services; remove runtime state (var/) and tool caches (not .cache/)
-	rm -rf var build dist .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf var build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
