@@ -211,7 +211,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"nowplaying replay: {exc}")
         return 2
     print(f"replaying {description}")
-    per_session = [session_events(s, rng_seed=args.seed) for s in sessions]
+    per_session = [session_events(s) for s in sessions]
     total = sum(len(e) for e in per_session)
     items: Iterable[PlayEvent | tuple[float, PlayEvent]]
     if args.speedup:

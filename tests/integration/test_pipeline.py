@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ import pytest
 
 from models.registry import LATEST
 from nowplaying.clients import redis_client
-from nowplaying.events import TrackEnd, TrackStart
+from nowplaying.events import PLAY_EVENT_ADAPTER, TrackEnd, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import RawRecord, interleave
@@ -32,8 +33,10 @@ from tests.support.pipeline import (
     WorkerProcess,
     check_invariant,
     distinct_triggers,
+    nowplaying_exe,
     produce,
     real_session_events,
+    worker_env,
 )
 from tests.support.services import RedisServer
 
@@ -103,6 +106,12 @@ def test_300_real_sessions_get_a_list_for_every_track_start(
         recs, dlq = read_outputs(settings, len(starts), 0, timeout=180)
         events_total = worker.metric_value("nowplaying_events_total")
         batches = worker.metric_value("nowplaying_batch_events_count")
+        caught_up = wait_until(
+            lambda: (
+                "nowplaying_consumer_lag_messages{" in worker.metrics()
+                and worker.metric_value("nowplaying_consumer_lag_messages") == 0
+            )
+        )
     report = check_invariant(settings, sent, [], recs, dlq)
     rate = len(sent) / max(span_seconds(recs), 1e-3)
     print(f"\n300 real sessions: {report}")
@@ -111,6 +120,7 @@ def test_300_real_sessions_get_a_list_for_every_track_start(
     assert report.lists_distinct == len(starts) == report.track_starts
     assert not dlq
     assert events_total == len(sent)
+    assert caught_up  # the lag gauge reached 0 on every partition
 
 
 #: One malformed message of each kind (non-JSON, missing fields, wrong types, unknown
@@ -335,3 +345,51 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_nowplaying_replay_produces_sessions_keyed_by_user_in_order(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory()
+    started_ms = int(time.time() * 1000)
+    done = subprocess.run(
+        [
+            nowplaying_exe(),
+            "replay",
+            "--sessions",
+            "12",
+            "--concurrent",
+            "5",
+            "--rate",
+            "2000",
+            "--limit",
+            "300",
+            "--no-progress",
+        ],
+        env=worker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "produced 300 events" in done.stdout
+    with TopicReader(settings, settings.topic_play_events) as reader:
+        records = reader.read_until(lambda rs: len(rs) >= 300, timeout=30, settle=0.5)
+    assert len(records) == 300
+    real = real_session_events(settings, 12)
+    originals = {ev.event_id: ev for events in real for ev in events}
+    session_order = {events[0].session_id: [ev.event_id for ev in events] for events in real}
+    by_session: dict[str, list[tuple[int, int, PlayEvent]]] = {}
+    for r in records:
+        ev = PLAY_EVENT_ADAPTER.validate_json(r.value)
+        assert r.key == ev.user_id.encode()
+        assert ev.ts >= started_ms
+        original = originals[ev.event_id]
+        assert ev.model_copy(update={"ts": original.ts}) == original  # only ts is restamped
+        by_session.setdefault(ev.session_id, []).append((r.partition, r.offset, ev))
+    assert 5 <= len(by_session) <= 12
+    for sid, items in by_session.items():
+        assert len({p for p, _, _ in items}) == 1  # one user, one partition
+        ordered = [ev.event_id for _, _, ev in sorted(items, key=lambda x: x[1])]
+        assert ordered == session_order[sid][: len(ordered)]  # in the session's own order
