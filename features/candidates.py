@@ -85,7 +85,7 @@ def _top_taste(ctx: StateContext, artifacts: TrackArtifacts, k: int) -> I32:
     direction = ctx.taste_direction
     if k <= 0 or not direction.any():
         return np.empty(0, np.int32)
-    sims = artifacts.embeddings @ direction
+    sims = artifacts.embeddings @ direction.astype(np.float32)
     k = min(k, len(sims))
     part = np.argpartition(-sims, k - 1)[:k]
     order = np.lexsort((part, -sims[part]))

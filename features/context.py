@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from features.artifacts import F32, I32, TrackArtifacts
 from features.session import SessionState
@@ -31,18 +32,18 @@ class StateContext:
     last_skipped: int
     played: I32  # known tracks already played in the session
     session_features: F32  # the session block of a feature row
-    #: [D, 4] columns: current track, listened-taste, skipped-taste and recent-tracks centroids
-    #: (unit vectors; zeros when there is nothing to average)
-    directions: F32
+    #: [D, 4] float64 columns: current track, listened-taste, skipped-taste and recent-tracks
+    #: centroids (unit vectors; zeros when there is nothing to average)
+    directions: NDArray[np.float64]
     colisten: F32  # [T + 1] recency-weighted "followed the recent tracks" count, last entry 0
 
     @property
-    def taste_direction(self) -> F32:
+    def taste_direction(self) -> NDArray[np.float64]:
         """Listened-taste centroid, or the recent tracks' before anything was listened through."""
-        listened: F32 = self.directions[:, 1]
+        listened: NDArray[np.float64] = self.directions[:, 1]
         if listened.any():
             return listened
-        recent: F32 = self.directions[:, 3]
+        recent: NDArray[np.float64] = self.directions[:, 3]
         return recent
 
 
@@ -53,7 +54,7 @@ def state_context(state: SessionState, artifacts: TrackArtifacts) -> StateContex
     played = artifacts.indices_of(list(state.played))
     index = artifacts.index
     current = index.get(state.current_track, -1) if state.current_track else -1
-    directions = np.zeros((artifacts.embedding_table.shape[1], 4), dtype=np.float32)
+    directions = np.zeros((artifacts.embedding_table.shape[1], 4), dtype=np.float64)
     if current >= 0:
         directions[:, 0] = artifacts.embedding_table[current]
     directions[:, 1] = _centroid(artifacts, listened)

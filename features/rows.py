@@ -89,6 +89,8 @@ def rows_for(ctx: StateContext, tracks: I32, artifacts: TrackArtifacts) -> F32:
         cur_count + LISTEN_RATE_PRIOR
     )
     out[:, _S + 11] = np.log1p(ctx.colisten[tracks])
+    # float32 x float64 products are computed in float64 and rounded once: unlike a float32
+    # matrix product, a row's values then do not depend on how many rows are in the batch.
     out[:, _SIMS] = artifacts.embedding_table[tracks] @ ctx.directions
     return out
 

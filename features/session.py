@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
 from nowplaying.events import TrackEnd, TrackStart
@@ -107,21 +107,33 @@ class SessionState:
 
 def apply_event(state: SessionState, ev: SessionEvent) -> SessionState:
     """The state after one more event. Pure: same inputs, same output."""
+    # Built field by field (not dataclasses.replace): this runs once per event on the hot path.
     first_ts = state.first_ts if state.first_ts is not None else ev.ts
     last_ts = ev.ts if state.last_ts is None else max(state.last_ts, ev.ts)
+    track = ev.track_id
     if ev.kind == "start":
-        return replace(
-            state,
+        return SessionState(
             position=state.position + 1,
-            current_track=ev.track_id,
-            recent_tracks=(*state.recent_tracks, ev.track_id)[-RECENT_TRACKS:],
-            played=state.played | {ev.track_id},
+            plays=state.plays,
+            skips=state.skips,
+            late_skips=state.late_skips,
+            listens=state.listens,
+            consecutive_skips=state.consecutive_skips,
+            skip_ewm_num=state.skip_ewm_num,
+            skip_ewm_den=state.skip_ewm_den,
+            current_track=track,
+            last_listened=state.last_listened,
+            last_skipped=state.last_skipped,
+            recent_tracks=(*state.recent_tracks, track)[-RECENT_TRACKS:],
+            listened_tracks=state.listened_tracks,
+            skipped_tracks=state.skipped_tracks,
+            played=state.played if track in state.played else state.played | {track},
             first_ts=first_ts,
             last_ts=last_ts,
         )
     skipped = ev.outcome != "listened"
-    return replace(
-        state,
+    return SessionState(
+        position=state.position,
         plays=state.plays + 1,
         skips=state.skips + (ev.outcome == "skip_early"),
         late_skips=state.late_skips + (ev.outcome == "skip_late"),
@@ -129,15 +141,17 @@ def apply_event(state: SessionState, ev: SessionEvent) -> SessionState:
         consecutive_skips=state.consecutive_skips + 1 if skipped else 0,
         skip_ewm_num=state.skip_ewm_num * SKIP_DECAY + float(skipped),
         skip_ewm_den=state.skip_ewm_den * SKIP_DECAY + 1.0,
-        last_listened=state.last_listened if skipped else ev.track_id,
-        last_skipped=ev.track_id if skipped else state.last_skipped,
+        current_track=state.current_track,
+        last_listened=state.last_listened if skipped else track,
+        last_skipped=track if skipped else state.last_skipped,
+        recent_tracks=state.recent_tracks,
         listened_tracks=state.listened_tracks
         if skipped
-        else (*state.listened_tracks, ev.track_id)[-TASTE_TRACKS:],
-        skipped_tracks=(*state.skipped_tracks, ev.track_id)[-TASTE_TRACKS:]
+        else (*state.listened_tracks, track)[-TASTE_TRACKS:],
+        skipped_tracks=(*state.skipped_tracks, track)[-TASTE_TRACKS:]
         if skipped
         else state.skipped_tracks,
-        played=state.played | {ev.track_id},
+        played=state.played if track in state.played else state.played | {track},
         first_ts=first_ts,
         last_ts=last_ts,
     )

@@ -27,7 +27,7 @@ from typing import Final
 
 import numpy as np
 
-from features.session import Outcome, outcome_of
+from features.session import Outcome, SessionEvent, outcome_of
 from nowplaying.events import Rejection, TrackEnd, TrackStart, parse_play_event
 from nowplaying.settings import Settings
 
@@ -327,42 +327,73 @@ def session_events(
     ``skipped=false, reason_end="fwdbtn"``; a listened track at its end with
     ``reason_end="trackdone"``. The next track starts when the previous one ends.
     """
-    rng = random.Random(f"{rng_seed}:{session.session_id}")
     events: list[TrackStart | TrackEnd] = []
-    ts = start_ts
     reason_start = "clickrow"
     common = {"user_id": session.user_id, "session_id": session.session_id}
-    for i, play in enumerate(session.plays):
-        duration = rng.randint(120_000, 360_000)
-        played = _played_ms(rng, play.outcome, duration)
+    for i, (play, timing) in enumerate(
+        zip(session.plays, _timings(session, start_ts, rng_seed), strict=True)
+    ):
         base = f"{session.session_id}-{i:03d}"
         events.append(
             TrackStart(
                 event_type="track_start",
                 event_id=f"{base}-s",
                 track_id=play.track_id,
-                ts=ts,
+                ts=timing.start,
                 reason_start=reason_start,
                 **common,
             )
         )
-        ts += played
         reason_end = "trackdone" if play.outcome == "listened" else "fwdbtn"
         events.append(
             TrackEnd(
                 event_type="track_end",
                 event_id=f"{base}-e",
                 track_id=play.track_id,
-                ts=ts,
+                ts=timing.start + timing.played,
                 skipped=play.outcome == "skip_early",
-                played_ms=played,
-                duration_ms=duration,
+                played_ms=timing.played,
+                duration_ms=timing.duration,
                 reason_end=reason_end,
                 **common,
             )
         )
         reason_start = reason_end
     return events
+
+
+def session_records(
+    session: Session, start_ts: int = DEFAULT_START_TS, rng_seed: int = 0
+) -> list[SessionEvent]:
+    """What the stream derives from :func:`session_events` (``to_session_event`` of each),
+    computed without building the messages: the fast path for training on many sessions."""
+    records: list[SessionEvent] = []
+    for play, timing in zip(session.plays, _timings(session, start_ts, rng_seed), strict=True):
+        records.append(SessionEvent("start", play.track_id, timing.start, None))
+        records.append(
+            SessionEvent("end", play.track_id, timing.start + timing.played, play.outcome)
+        )
+    return records
+
+
+@dataclass(frozen=True, slots=True)
+class _Timing:
+    start: int
+    played: int
+    duration: int
+
+
+def _timings(session: Session, start_ts: int, rng_seed: int) -> list[_Timing]:
+    """Synthesized, deterministic per session: durations 2-6 min, plays back to back."""
+    rng = random.Random(f"{rng_seed}:{session.session_id}")
+    timings = []
+    ts = start_ts
+    for play in session.plays:
+        duration = rng.randint(120_000, 360_000)
+        played = _played_ms(rng, play.outcome, duration)
+        timings.append(_Timing(ts, played, duration))
+        ts += played
+    return timings
 
 
 def _played_ms(rng: random.Random, outcome: Outcome, duration: int) -> int:

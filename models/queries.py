@@ -5,9 +5,9 @@ arrives, and the list answers "what to play next". So the query at position ``p`
 session state right after the ``track_start`` of play ``p``: play ``p`` is the current track, its
 outcome is not known yet, and plays ``p+1...`` are unseen. The target is play ``p+1``, with
 the graded label :data:`GAIN` of its outcome. The state is folded by
-:func:`features.session.apply_event` over the session's play events
-(:func:`models.datasets.session_events`), exactly as the stream folds the records of the Redis
-session log.
+:func:`features.session.apply_event` over the records the stream derives from the session's play
+events (:func:`models.datasets.session_records`, equal to ``to_session_event`` of each of
+:func:`models.datasets.session_events`), exactly as the stream folds the Redis session log.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from features.artifacts import F32, I32, TrackArtifacts
 from features.candidates import generate_candidates
 from features.context import state_context
 from features.rows import N_FEATURES, rows_for
-from features.session import Outcome, SessionState, apply_event, to_session_event
-from models.datasets import Session, session_events
-from nowplaying.events import TrackStart
+from features.session import Outcome, SessionState, apply_event
+from models.datasets import Session, session_records
 
 #: Graded relevance of the actual next track: listened 2, skipped late 1, skipped early 0.
 GAIN: Final[dict[Outcome, int]] = {"listened": 2, "skip_late": 1, "skip_early": 0}
@@ -48,9 +47,9 @@ def session_queries(session: Session) -> Iterator[Query]:
     state = SessionState()
     plays = session.plays
     position = 0
-    for event in session_events(session):
-        state = apply_event(state, to_session_event(event))
-        if isinstance(event, TrackStart):
+    for record in session_records(session):
+        state = apply_event(state, record)
+        if record.kind == "start":
             position += 1
             if position < len(plays):
                 nxt = plays[position]

@@ -1,0 +1,144 @@
+"""Training end to end on a small synthetic sample: registry, metadata, ONNX parity, no leakage."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from features.artifacts import TrackArtifacts
+from features.rows import FEATURE_NAMES, FEATURE_VERSION
+from models.datasets import Play, Session, split_sessions, synthetic_sessions
+from models.evaluate import CHART_FILE, METRICS_FILE, REPORT_FILE
+from models.export import onnx_scores, onnx_session
+from models.queries import session_queries, training_data
+from models.registry import LATEST, LIGHTGBM_FILE, MODEL_FILE, resolve_version_dir
+from models.train import TrainConfig, train_model
+from nowplaying.cli import main
+
+TINY = TrainConfig(trees=30, folds=2, negatives=20, early_stopping_rounds=10)
+LEAK_FROM, LEAK_TO = "leak-source-track", "leak-target-track"
+#: registry, version folder, the sessions trained on, a transition only test sessions hold
+Trained = tuple[Path, Path, list[Session], tuple[str, str]]
+
+
+def with_test_only_transitions(sessions: list[Session]) -> tuple[list[Session], tuple[str, str]]:
+    """Put a brand-new pair of tracks, and a new transition between two training tracks, into
+    test-split sessions only."""
+    train, _, test = split_sessions(sessions, seed=TINY.seed)
+    train_pairs = {
+        (a.track_id, b.track_id) for s in train for a, b in zip(s.plays, s.plays[1:], strict=False)
+    }
+    train_tracks = sorted({p.track_id for s in train for p in s.plays})
+    known_pair = next(
+        (a, b) for a in train_tracks for b in reversed(train_tracks) if (a, b) not in train_pairs
+    )
+    changed = {}
+    for s in test[:5]:
+        extra = (
+            Play(LEAK_FROM, "listened"),
+            Play(LEAK_TO, "listened"),
+            Play(known_pair[0], "listened"),
+            Play(known_pair[1], "listened"),
+        )
+        changed[s.session_id] = replace(s, plays=s.plays + extra)
+    return [changed.get(s.session_id, s) for s in sessions], known_pair
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    registry = tmp_path_factory.mktemp("registry")
+    sessions, known_pair = with_test_only_transitions(synthetic_sessions(300, seed=7))
+    version_dir = train_model(sessions, registry, config=TINY, data_info={"kind": "synthetic"})
+    return registry, version_dir, sessions, known_pair
+
+
+def test_version_folder_holds_the_model_the_artifacts_and_the_report(trained: Trained) -> None:
+    registry, version_dir, _, _ = trained
+    assert resolve_version_dir(registry) == version_dir
+    assert (registry / LATEST).read_text().strip() == version_dir.name
+    names = {p.name for p in version_dir.iterdir()}
+    expected = {MODEL_FILE, LIGHTGBM_FILE, "metadata.json", "artifacts.npz", "artifacts.json"}
+    assert expected | {REPORT_FILE, METRICS_FILE, CHART_FILE} <= names
+    assert (version_dir / CHART_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in registry.iterdir() if p.name.startswith(".building")]
+
+
+def test_metadata_records_features_data_parameters_and_metrics(trained: Trained) -> None:
+    _, version_dir, sessions, _ = trained
+    meta = json.loads((version_dir / "metadata.json").read_text())
+    assert meta["version"] == version_dir.name
+    assert meta["feature_names"] == list(FEATURE_NAMES)
+    assert meta["feature_version"] == FEATURE_VERSION
+    assert meta["created_at"].endswith("Z")
+    assert meta["params"]["trees"] == TINY.trees
+    assert meta["data"]["sessions"] == {"train": 240, "validation": 30, "test": 30}
+    assert len(meta["data"]["train_fingerprint"]) == 64
+    assert meta["onnx"]["target_opset"] == 15
+    metrics = meta["metrics"]
+    assert set(metrics["ndcg_at_10"]) == {"popularity", "colisten", "ranker"}
+    assert 0.0 < metrics["candidate_recall"] <= 1.0
+    assert metrics["parity_max_abs_diff"] <= 1e-4
+    assert metrics["queries"] == sum(len(s.plays) - 1 for s in split_sessions(sessions)[2])
+
+
+def test_onnx_scores_match_lightgbm_on_every_test_row(trained: Trained) -> None:
+    _, version_dir, sessions, _ = trained
+    artifacts = TrackArtifacts.load(version_dir)
+    test = split_sessions(sessions, seed=TINY.seed)[2]
+    queries = [q for s in test for q in session_queries(s)]
+    data = training_data(queries, artifacts, negatives=None, candidates=200, seed=0)
+    assert len(data.rows) > 1000
+    booster = lgb.Booster(model_file=str(version_dir / LIGHTGBM_FILE))
+    expected = booster.predict(data.rows)
+    actual = onnx_scores(onnx_session(version_dir / MODEL_FILE), data.rows)
+    assert np.max(np.abs(actual - expected)) <= 1e-4
+    assert np.std(actual) > 0  # a real model, not a constant
+
+
+def test_artifacts_learn_nothing_from_test_sessions(trained: Trained) -> None:
+    _, version_dir, sessions, known_pair = trained
+    artifacts = TrackArtifacts.load(version_dir)
+    assert LEAK_FROM not in artifacts.index
+    assert LEAK_TO not in artifacts.index
+    assert known_pair[0] in artifacts.index
+    assert known_pair[1] in artifacts.index
+    assert not artifacts.has_transition(*known_pair)
+    train = split_sessions(sessions, seed=TINY.seed)[0]
+    assert artifacts.params["sessions"] == len(train)
+    assert artifacts.plays.sum() == sum(len(s.plays) for s in train)
+
+
+def test_the_ranker_beats_popularity_on_synthetic_sessions(trained: Trained) -> None:
+    _, version_dir, _, _ = trained
+    ndcg = json.loads((version_dir / "metadata.json").read_text())["metrics"]["ndcg_at_10"]
+    assert ndcg["ranker"] > ndcg["popularity"] + 0.1
+
+
+def test_cli_train_synthetic_then_evaluate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--sessions", "120", "--trees", "10", "--folds", "2", "--no-progress"]
+    assert main(["train", "--synthetic", *args, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out
+    assert "ranker" in out
+    version_dir = resolve_version_dir(tmp_path)
+    (version_dir / REPORT_FILE).unlink()
+    assert main(["evaluate", "--model", str(version_dir), "--no-progress"]) == 0
+    report = (version_dir / REPORT_FILE).read_text()
+    assert "| ranker |" in report
+    assert "Candidate recall@200" in report
+
+
+def test_cli_train_without_data_explains_the_synthetic_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NP_DATA_DIR", str(tmp_path / "no-data-here"))
+    assert main(["train", "--out", str(tmp_path / "registry"), "--no-progress"]) == 2
+    assert "--synthetic" in capsys.readouterr().err
+    assert not (tmp_path / "registry").exists()
