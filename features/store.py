@@ -257,7 +257,8 @@ class FeatureStore:
         k = self._keys
         for ev, known in zip(events, held, strict=True):
             sid = ev.session_id
-            pipe.evalsha(
+            _evalsha(
+                pipe,
                 APPLY_EVENT_SHA,
                 4,
                 k.session_log(sid),
@@ -323,7 +324,7 @@ class FeatureStore:
             args: list[Any] = [ttl, json.dumps(state_summary(state)) if state else ""]
             for item in items:
                 args += [item.trigger_event_id, item.message_json]
-            pipe.evalsha(STORE_RESULTS_SHA, 2, k.session_state(sid), k.session_recs(sid), *args)
+            _evalsha(pipe, STORE_RESULTS_SHA, 2, k.session_state(sid), k.session_recs(sid), *args)
         for uid, message_json in latest.items():
             pipe.set(k.user_latest(uid), message_json, ex=ttl)
         for uid, (sid, _) in activity.items():
@@ -331,6 +332,13 @@ class FeatureStore:
         if activity:
             pipe.zadd(k.active_users(), {uid: ts for uid, (_, ts) in activity.items()})
             pipe.zremrangebyrank(k.active_users(), 0, -ACTIVE_USERS_KEPT - 1)
+
+
+def _evalsha(pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> None:
+    """Queue an EVALSHA. Through ``execute_command``: redis-py's cluster pipeline refuses its
+    ``evalsha`` method (it cannot know the keys share a slot), but routes the raw command by
+    its keys, which here always share the session's hash tag."""
+    pipe.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
 
 
 def _text(value: str | bytes) -> str:
