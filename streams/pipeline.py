@@ -123,6 +123,8 @@ class Pipeline:
         self._publisher = publisher
         self._clock = clock
         self._sleep = sleep
+        #: Dependencies whose last call failed (and is being retried), with the error.
+        self.failing: dict[str, str] = {}
 
     async def process_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
         """Process the batch; returns once its effects are durable and published."""
@@ -331,6 +333,7 @@ class Pipeline:
             except Exception as exc:
                 metrics.RETRIES.labels(dependency).inc()
                 metrics.DEPENDENCY_UP.labels(dependency).set(0)
+                self.failing[dependency] = f"{type(exc).__name__}: {exc}"[:200]
                 log.warning(
                     "%s failed (%s: %s); retrying in %.2f s",
                     dependency,
@@ -342,6 +345,7 @@ class Pipeline:
                 delay = min(delay * 2, self._settings.retry_max_seconds)
                 continue
             metrics.DEPENDENCY_UP.labels(dependency).set(1)
+            self.failing.pop(dependency, None)
             return value
 
 

@@ -110,6 +110,9 @@ class WorkerRuntime:
             failing["redis"] = f"{type(exc).__name__}: {exc}"[:200]
         if self.pipeline is None:
             failing["model"] = "not loaded"
+        else:
+            # e.g. Kafka refusing the batch's records: the worker is retrying, not progressing
+            failing |= {k: v for k, v in self.pipeline.failing.items() if k not in failing}
         return failing
 
 

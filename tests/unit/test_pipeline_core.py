@@ -176,9 +176,11 @@ class Harness:
         self.ranker = ranker or FakeRanker()
         self.publisher = publisher or FakePublisher()
         self.sleeps: list[float] = []
+        self.failing_while_waiting: list[dict[str, str]] = []
 
         async def sleep(seconds: float) -> None:
             self.sleeps.append(seconds)
+            self.failing_while_waiting.append(dict(self.pipeline.failing))
 
         self.pipeline = Pipeline(
             self.settings,
@@ -299,6 +301,8 @@ def test_redis_failures_are_retried_with_exponential_backoff() -> None:
     before = metrics.RETRIES.labels("redis")._value.get()
     result = h.run(raw(SESSION))
     assert h.sleeps == [0.1, 0.2, 0.3]
+    assert h.failing_while_waiting == [{"redis": "ConnectionError: redis down"}] * 3
+    assert h.pipeline.failing == {}  # recovered
     assert h.store.apply_calls == 4
     assert result.applied == 5 and len(h.lists()) == 3
     assert metrics.RETRIES.labels("redis")._value.get() == before + 3
