@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Sequence
@@ -231,6 +232,12 @@ def load_recommender(settings: Settings) -> Recommender:
     return recommender
 
 
+def _free_port(settings: Settings) -> int:
+    with socket.socket() as sock:
+        sock.bind((settings.worker_metrics_host, 0))
+        return int(sock.getsockname()[1])
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Entry point of ``nowplaying worker``."""
     started = time.monotonic()
@@ -240,6 +247,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         log.error("cannot load the model from %s: %s", settings.model_dir, exc)
         return 2
     log.info("model %s loaded in %.2f s", recommender.model_version, time.monotonic() - started)
+    if settings.worker_metrics_port == 0:  # any free port (Faust's web server needs a number)
+        settings = settings.model_copy(update={"worker_metrics_port": _free_port(settings)})
+    log.info(
+        "HTTP (/metrics /healthz /readyz) on %s:%d",
+        settings.worker_metrics_host,
+        settings.worker_metrics_port,
+    )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     redis = async_redis_client(settings)
