@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from models.datasets import Play, Session, session_events
 from nowplaying.events import TrackEnd, TrackStart
-from streams.replay import event_time_schedule, interleave
+from streams.replay import event_time_schedule, interleave, replay_events
+from tests.support.settings import isolated_settings
 
 
 def sessions_of(lengths: list[int]) -> list[list[tuple[int, int]]]:
@@ -76,3 +79,60 @@ def test_event_time_schedule_keeps_each_sessions_gaps_divided_by_the_speedup() -
     joined = first["s2"][0]
     finished = min(max(d for d, e in schedule if e.session_id == sid) for sid in ("s0", "s1"))
     assert joined == finished
+
+
+class FakeFuture:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def add_errback(self, fn: Callable[[BaseException], object]) -> None:
+        if self.error is not None:
+            fn(self.error)
+
+
+class FakeProducer:
+    """kafka-python's producer surface that replay uses: send, flush."""
+
+    def __init__(self, fail_every: int = 0) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.flushed = False
+        self.fail_every = fail_every
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> FakeFuture:
+        self.sent.append((topic, key, value))
+        failing = self.fail_every and len(self.sent) % self.fail_every == 0
+        return FakeFuture(RuntimeError("broker said no") if failing else None)
+
+    def flush(self) -> None:
+        self.flushed = True
+
+
+def test_replay_events_restamps_keys_by_user_and_passes_raw_records_through() -> None:
+    settings = isolated_settings(topic_play_events="play")
+    events = make_session(1, 2)
+    ticks = iter(range(1_795_900_000, 1_795_900_100))
+    producer = FakeProducer()
+    sent: list[TrackStart | TrackEnd] = []
+    items: list[Any] = [events[0], (b"k", b"{broken"), *events[1:]]
+    summary = replay_events(
+        settings, items, producer=producer, sent=sent, clock=lambda: float(next(ticks))
+    )
+    assert producer.flushed
+    assert [t for t, _, _ in producer.sent] == ["play"] * 5
+    assert producer.sent[1][1:] == (b"k", b"{broken")
+    assert [k for _, k, _ in producer.sent if k != b"k"] == [b"u1"] * 4
+    assert [e.ts for e in sent] == [1_795_900_000_000 + i * 1000 for i in range(4)]
+    assert [e.model_copy(update={"ts": 0}) for e in sent] == [
+        e.model_copy(update={"ts": 0}) for e in events
+    ]
+    assert summary.events == 5 and summary.sessions == 1 and summary.failed == 0
+    assert summary.by_type == {"track_start": 2, "track_end": 2, "raw": 1}
+
+
+def test_replay_events_stops_at_the_limit_and_counts_failed_records() -> None:
+    settings = isolated_settings()
+    events = [e for i in range(3) for e in make_session(i, 3)]
+    producer = FakeProducer(fail_every=4)
+    summary = replay_events(settings, events, producer=producer, limit=10)
+    assert len(producer.sent) == summary.events == 10
+    assert summary.failed == 2
