@@ -2,14 +2,17 @@
 # make demo: the whole pipeline on this machine, without Docker.
 #
 #   1. starts the local Kafka broker and Redis server (unless they already run),
-#   2. creates the topics and trains a model if the registry has none
-#      (real data when ${NP_DATA_DIR:-../shared/data} has it, SYNTHETIC data otherwise),
+#   2. creates the topics and trains a demo-sized model if the registry has none
+#      (real data when ${NP_DATA_DIR:-../shared/data} has it, SYNTHETIC data otherwise;
+#      NP_DEMO_TRAIN_ARGS overrides the size, default "--sessions 2000 --trees 60"),
 #   3. starts the stream worker and the API (logs under var/log/),
-#   4. replays listening sessions at a modest rate (NP_DEMO_RATE events/s, default 60),
+#   4. replays listening sessions at a modest rate (NP_DEMO_RATE events/s, default 60; the first
+#      NP_DEMO_SESSIONS sessions, default 3000: about half an hour),
 #   5. prints the live page's URL and a terminal summary every few seconds.
 #
 # Ctrl-C (or SIGTERM) stops everything this script started, services included when it started
-# them, and leaves no process behind.
+# them, and leaves no process behind. The run's Redis keys (prefix demo-<time>) are deleted then
+# too, unless NP_DEMO_KEEP_KEYS is set.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +35,10 @@ data_dir="${NP_DATA_DIR:-../shared/data}"
 mssd="$data_dir/mssd-derived-sessions/mini-spotify-data.csv"
 log_dir="var/log"
 mkdir -p "$log_dir"
+# Each run keeps its sessions under its own Redis key prefix: the replay's event ids repeat from
+# run to run, and the worker would rightly treat them as redeliveries of the last run's events.
+run_prefix="${NP_REDIS_KEY_PREFIX:-demo-$(date -u +%Y%m%dT%H%M%S)}"
+export NP_REDIS_KEY_PREFIX="$run_prefix"
 
 say() { printf '\033[1m[demo]\033[0m %s\n' "$*"; }
 
@@ -56,7 +63,10 @@ stop_group() {  # stop_group PID NAME: SIGTERM its process group, SIGKILL after 
 cleanup() {
     [[ $cleaned == 1 ]] && return
     cleaned=1
-    trap '' INT TERM
+    # Finish the clean-up whatever happens to the terminal: a second Ctrl-C, a closed window or a
+    # closed pipe (`make demo | tee log`, whose tee dies on Ctrl-C) must not cut it short.
+    trap '' INT TERM HUP PIPE
+    set +e
     echo
     say "stopping…"
     [[ -n "$summary_pid" ]] && stop_group "$summary_pid" summary
@@ -65,6 +75,9 @@ cleanup() {
     for ((i = ${#children[@]} - 1; i >= 0; i--)); do
         stop_group "${children[$i]%%:*}" "${children[$i]#*:}"
     done
+    if [[ -z "${NP_DEMO_KEEP_KEYS:-}" && "$run_prefix" == demo-* ]]; then
+        "$py" scripts/demo_summary.py --delete-prefix "$run_prefix" || true
+    fi
     for service in "${services_started[@]}"; do
         scripts/services.sh down "$service" || true
     done
@@ -73,6 +86,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 start() {  # start NAME COMMAND...: in its own process group, output to var/log/NAME.log
     local name="$1"
@@ -124,18 +138,21 @@ fi
 if [[ -s "$model_dir/latest" ]]; then
     say "model: $(cat "$model_dir/latest") in $model_dir"
 else
-    say "model: none in $model_dir; training one now${data_args:+ on synthetic data}"
-    "$np" train "${data_args[@]}" --no-progress
+    # A demo-sized model trains in about a minute; `nowplaying train` alone trains on everything.
+    read -r -a train_args <<<"${NP_DEMO_TRAIN_ARGS:---sessions 2000 --trees 60}"
+    say "model: none in $model_dir; training a demo-sized one (${train_args[*]})"
+    "$np" train "${data_args[@]}" "${train_args[@]}" --no-progress
 fi
 
-# --- 3. worker and API ----------------------------------------------------------------------
+# --- 3 and 4. worker, API and the replay, started together ---------------------------------
+# The worker's consumer group starts at the earliest offset, so nothing the replay produces
+# while the worker is still starting is lost; the replay's data loading overlaps its start-up.
 start worker "$np" worker
 start api "$np" api
+start replay "$np" replay "${data_args[@]}" --sessions "${NP_DEMO_SESSIONS:-3000}" \
+    --rate "$rate" --no-progress
 wait_for 120 "API" curl -fsS "http://$api_host:$api_port/readyz"
 wait_for 120 "worker" curl -fsS "http://127.0.0.1:$worker_port/metrics"
-
-# --- 4. replay ------------------------------------------------------------------------------
-start replay "$np" replay "${data_args[@]}" --rate "$rate" --no-progress
 
 # --- 5. page and summary --------------------------------------------------------------------
 cat <<EOF
@@ -143,7 +160,7 @@ cat <<EOF
   Live page:  http://$api_host:$api_port/
   API docs:   http://$api_host:$api_port/docs
   Metrics:    http://$api_host:$api_port/metrics (API), http://127.0.0.1:$worker_port/metrics (worker)
-  Replaying sessions at $rate events/s. Press Ctrl-C to stop everything.
+  Replaying sessions at $rate events/s (Redis key prefix $run_prefix). Ctrl-C stops everything.
 
 EOF
 "$py" scripts/demo_summary.py --api "http://$api_host:$api_port" \

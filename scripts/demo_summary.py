@@ -5,6 +5,8 @@ active listeners and their Now Playing view. Rates and the p99 are over the last
 (bucket deltas, interpolated like PromQL's ``histogram_quantile``). Stops on Ctrl-C.
 
     python scripts/demo_summary.py --api http://127.0.0.1:8000 --worker http://127.0.0.1:8001
+
+``--delete-prefix PREFIX`` instead deletes a finished demo run's Redis keys and exits.
 """
 
 from __future__ import annotations
@@ -113,16 +115,20 @@ def listener_lines(api: str, count: int) -> list[str]:
         now = view.get("now_playing") or {}
         recs = (view.get("recommendations") or {}).get("recommendations", [])
         top = ", ".join(r["track_id"] for r in recs[:5]) or "(no list yet)"
-        playing = now.get("track_id", "-")
+        playing = now.get("track_id", "(between)")
         lines.append(f"  {user:>14}  ▶ {playing:<10}  up next: {top}")
     return lines
 
 
-def first_live_list(api: str) -> str | None:
-    """A listener who has a list, once the pipeline has produced one."""
+def first_live_list(api: str, since: float) -> str | None:
+    """A listener with a list computed after ``since`` (epoch s), once the pipeline made one.
+
+    Lists from an earlier run may still be in Redis (they expire with the session TTL).
+    """
     users = fetch_json(f"{api}/v1/users?limit=5") or {}
     for user in users.get("users", []):
-        if fetch(f"{api}/v1/users/{urllib.parse.quote(user)}/recommendations") is not None:
+        latest = fetch_json(f"{api}/v1/users/{urllib.parse.quote(user)}/recommendations")
+        if latest and latest.get("generated_at", 0) >= since * 1000:
             return str(user)
     return None
 
@@ -142,6 +148,22 @@ def summarise(api: str, worker: str, users: int, prev: Scrape | None) -> Scrape 
     return cur
 
 
+def delete_run_keys(prefix: str) -> int:
+    """Delete the Redis keys of one demo run (``<prefix>:*``), on the Redis of NP_* settings."""
+    from nowplaying.clients import redis_client  # noqa: PLC0415 - only this mode needs Redis
+    from nowplaying.settings import Settings  # noqa: PLC0415
+
+    client = redis_client(Settings())
+    try:
+        deleted = 0
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            deleted += int(client.delete(key))
+    finally:
+        client.close()
+    print(f"deleted {deleted} Redis keys of this run ({prefix}:*)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--api", default="http://127.0.0.1:8000")
@@ -149,14 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=5.0, help="seconds between lines")
     parser.add_argument("--users", type=int, default=3, help="listeners shown")
     parser.add_argument("--t0", type=float, default=None, help="epoch seconds the demo started")
+    parser.add_argument("--delete-prefix", default=None, help="delete a run's keys and exit")
     args = parser.parse_args(argv)
+    if args.delete_prefix:
+        return delete_run_keys(args.delete_prefix)
     t0 = args.t0 or time.time()
     live_at: float | None = None
     prev: Scrape | None = None
     next_line = time.time() + args.every
     try:
         while True:
-            if live_at is None and (user := first_live_list(args.api)) is not None:
+            if live_at is None and (user := first_live_list(args.api, t0)) is not None:
                 live_at = time.time()
                 print(
                     f"first live list after {live_at - t0:.1f} s: "
