@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
+from nowplaying.redaction import redact_secrets_in_logs, secret_values
 from nowplaying.settings import Settings
 
 Runner = Callable[[Settings, argparse.Namespace], int]
@@ -120,6 +121,7 @@ def resolve(target: str) -> Runner:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
+    redact_secrets_in_logs(secret_values(settings))
     logging.basicConfig(
         level=args.log_level or settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
