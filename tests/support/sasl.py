@@ -1,19 +1,24 @@
-"""A private Kafka broker that requires SASL: SCRAM-SHA-256/512 and PLAIN on one
-SASL_PLAINTEXT listener, users created at format time (``kafka-storage format --add-scram``).
+"""Credentials for a private Kafka broker that requires SASL: SCRAM-SHA-256/512 and PLAIN on
+one SASL_PLAINTEXT listener, SCRAM users created at format time
+(``kafka-storage format --add-scram``).
 
-The SCRAM users and the inter-broker ``admin`` come from
-:class:`nowplaying.devservices.KafkaBroker` (``scram_users``); PLAIN is added here through
-``extra_properties`` with its own JAAS user list, so the same broker checks both mechanisms.
+The SCRAM users and the inter-broker ``admin`` are :class:`nowplaying.devservices.KafkaBroker`'s
+``scram_users``; PLAIN is added through ``extra_properties`` with its own JAAS user list, so
+one broker checks both mechanisms. Start it with the ``private_kafka`` fixture::
+
+    creds = SaslCredentials()
+    broker = private_kafka(scram_users=creds.scram_users, extra_properties=plain_properties(creds))
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from nowplaying.devservices import SCRAM_ADMIN_USER, SCRAM_MECHANISMS, KafkaBroker
+from pydantic import SecretStr
+
+from nowplaying.devservices import SCRAM_ADMIN_USER, SCRAM_MECHANISMS
 
 APP_USER: Final = "nowplaying-app"
 
@@ -30,6 +35,15 @@ class SaslCredentials:
     def scram_users(self) -> dict[str, str]:
         return {SCRAM_ADMIN_USER: self.admin_password, self.app_user: self.app_password}
 
+    def client_settings(self, mechanism: str, password: str | None = None) -> dict[str, Any]:
+        """Settings fields for a client of the app user (``password`` overrides the real one)."""
+        return {
+            "kafka_security_protocol": "SASL_PLAINTEXT",
+            "kafka_sasl_mechanism": mechanism,
+            "kafka_sasl_username": self.app_user,
+            "kafka_sasl_password": SecretStr(password or self.app_password),
+        }
+
 
 def plain_properties(creds: SaslCredentials) -> dict[str, str]:
     """Broker properties that add PLAIN next to the SCRAM mechanisms on the SASL listener."""
@@ -43,16 +57,3 @@ def plain_properties(creds: SaslCredentials) -> dict[str, str]:
         "sasl.enabled.mechanisms": ",".join((*SCRAM_MECHANISMS, "PLAIN")),
         "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
     }
-
-
-def sasl_broker(
-    data_dir: Path, port: int, controller_port: int, creds: SaslCredentials
-) -> KafkaBroker:
-    return KafkaBroker(
-        port,
-        controller_port,
-        data_dir,
-        scram_users=creds.scram_users,
-        extra_properties=plain_properties(creds),
-        heap_opts="-Xms128m -Xmx384m",
-    )
