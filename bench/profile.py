@@ -63,6 +63,61 @@ def summarise(collapsed: Iterable[str], top: int = 15) -> list[FunctionShare]:
     ]
 
 
+#: Where the worker's CPU goes: a sample belongs to the first rule matching its innermost
+#: frame that any rule matches (so numpy under ``rows_for`` counts as features).
+COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("event loops polling sockets (select)", ("EpollSelector.select",)),
+    ("ranker: onnxruntime call", ("onnxruntime/",)),
+    ("Redis: feature store round trips", ("features/store.py", "redis/")),
+    ("features: context, candidates, rows, top-k", ("models/recommender.py", "features/")),
+    ("Kafka: publishing lists", ("Pipeline._publish", "aiokafka/producer/", "FaustPublisher")),
+    ("event validation (pydantic)", ("nowplaying/events.py", "pydantic")),
+    ("rest of the pipeline", ("streams/pipeline.py", "streams/worker.py")),
+    (
+        "Faust/aiokafka: consuming, acks, agent",
+        (
+            "faust/transport/",
+            "faust/streams.py",
+            "faust/agents/",
+            "faust/events.py",
+            "faust/serializers/",
+            "faust/sensors/",
+            "faust/channels.py",
+            "faust/topics.py",
+            "aiokafka/",
+            "mode/threads.py",
+            "mode/services.py",
+            "mode/utils/",
+            "kafka/",
+        ),
+    ),
+)
+OTHER = "other (event loop, interpreter)"
+
+
+def component_of(frames: Sequence[str]) -> str:
+    for frame in reversed(frames):
+        for label, needles in COMPONENTS:
+            if any(n in frame for n in needles):
+                return label
+    return OTHER
+
+
+def components(collapsed: Iterable[str]) -> dict[str, float]:
+    """Share of samples (percent) per :data:`COMPONENTS` entry, plus :data:`OTHER`."""
+    counts: Counter[str] = Counter()
+    for line in collapsed:
+        stack, _, count_text = line.rstrip().rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        counts[component_of(stack.split(";"))] += int(count_text)
+    total = sum(counts.values())
+    if total == 0:
+        return {}
+    order = [label for label, _ in COMPONENTS] + [OTHER]
+    return {label: 100.0 * counts[label] / total for label in order if counts[label]}
+
+
 def py_spy() -> str | None:
     found = Path(sys.executable).with_name("py-spy")
     return str(found) if found.exists() else shutil.which("py-spy")
@@ -108,8 +163,10 @@ async def profile_worker(
     if not raw.exists():
         report.notes.append("profile: py-spy wrote nothing (ptrace not permitted?)")
         return
-    shares = summarise(raw.read_text(errors="replace").splitlines())
+    lines = raw.read_text(errors="replace").splitlines()
     report.profile = [
-        {"function": s.function, "self_pct": s.self_pct, "total_pct": s.total_pct} for s in shares
+        {"function": s.function, "self_pct": s.self_pct, "total_pct": s.total_pct}
+        for s in summarise(lines)
     ]
+    report.profile_components = components(lines)
     report.notes.append(f"profile: py-spy collapsed stacks in {raw}")

@@ -112,6 +112,7 @@ class Report:
     targets: list[TargetCheck] = field(default_factory=list)
     quality: list[QualityPoint] = field(default_factory=list)
     profile: list[dict[str, Any]] = field(default_factory=list)
+    profile_components: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -258,8 +259,14 @@ def render_markdown(report: Report) -> str:
                 for q in report.quality
             ],
         )
+    if report.profile_components:
+        lines += ["", "## Worker CPU by component at max rate (py-spy samples)", ""]
+        lines += _table(
+            ["component", "share of samples %"],
+            [[name, _fmt(pct)] for name, pct in report.profile_components.items()],
+        )
     if report.profile:
-        lines += ["", "## Worker profile at max rate (py-spy, share of samples)", ""]
+        lines += ["", "## Worker profile at max rate: top functions by own samples", ""]
         lines += _table(
             ["function", "self %", "total %"],
             [

@@ -17,7 +17,7 @@ from bench.latency import (
     sustained_rate,
 )
 from bench.procs import parse_stat_cpu_seconds, parse_status_rss_mb, pinned_command, sample
-from bench.profile import frame_name, summarise
+from bench.profile import OTHER, components, frame_name, summarise
 from bench.redis_baseline import parse_csv_rps, redis_host_port
 from bench.report import E2EResult, Limit, Report, StageResult, render_markdown, write_chart
 from bench.targets import INFERENCE_LIMIT, best_rate_within, evaluate
@@ -116,6 +116,21 @@ def test_profile_summary_counts_self_and_total_samples() -> None:
     assert shares["main (w.py)"].self_pct == pytest.approx(10.0)
     assert "run (p.py)" not in shares  # never on top of a stack
     assert frame_name("f (/x/site-packages/aiokafka/a.py:9)") == "f (aiokafka/a.py)"
+
+
+def test_profile_components_go_by_the_innermost_known_frame() -> None:
+    lines = [
+        "run (mode/worker.py:1);process_batch (streams/pipeline.py:5);"
+        "recommend (models/recommender.py:9);run (onnxruntime/capi/x.py:3) 5",
+        "run (mode/worker.py:1);process_batch (streams/pipeline.py:5);"
+        "rows_for (features/rows.py:7);dot (numpy/core.py:1) 3",
+        "run (mode/worker.py:1);_run_once (asyncio/base_events.py:1) 2",
+    ]
+    shares = components(lines)
+    assert shares["ranker: onnxruntime call"] == pytest.approx(50.0)
+    assert shares["features: context, candidates, rows, top-k"] == pytest.approx(30.0)
+    assert shares[OTHER] == pytest.approx(20.0)
+    assert components([]) == {}
 
 
 def _run(impl: str, rate: float | None, eps: float, p99: float, share: float | None) -> E2EResult:
