@@ -235,7 +235,21 @@ def step_result(
             None if inference_s is None or not cpu_s else min(inference_s / cpu_s, 1.0)
         ),
         note=note,
+        rss_mb_max=max((x.rss_mb for x in samples), default=None),
+        rss_mb_per_minute=rss_per_minute(samples),
     )
+
+
+def rss_per_minute(samples: Sequence[procs.ProcSample]) -> tuple[float, ...]:
+    """RSS at each whole minute since the first sample (empty for runs shorter than 2 min)."""
+    if not samples or samples[-1].at - samples[0].at < 120:
+        return ()
+    start = samples[0].at
+    out: list[float] = []
+    for s in samples:
+        if s.at - start >= 60 * len(out):
+            out.append(round(s.rss_mb, 1))
+    return tuple(out)
 
 
 def _wanted(impl: Impl, events: Sequence[Prepared]) -> set[str]:

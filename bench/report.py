@@ -55,6 +55,8 @@ class E2EResult:
     rss_mb_end: float | None
     inference_share: float | None = None  # share of the process's CPU spent in ranker calls
     note: str = ""
+    rss_mb_max: float | None = None
+    rss_mb_per_minute: tuple[float, ...] = ()  # RSS at each whole minute of long runs
 
     @property
     def label(self) -> str:

@@ -137,12 +137,14 @@ def _rss_check(runs: Sequence[E2EResult], checks: list[TargetCheck]) -> None:
         if run.rss_mb_start is None or run.rss_mb_end is None:
             continue
         change = run.rss_mb_end / run.rss_mb_start - 1.0
+        minutes = ", ".join(f"{x:.0f}" for x in run.rss_mb_per_minute)
         checks.append(
             TargetCheck(
                 "RSS flat",
                 f"worker RSS flat (+/- {RSS_TOLERANCE:.0%}) over {run.duration_s / 60:.0f} min "
                 f"at {RSS_RATE:g} events/s",
-                f"{run.rss_mb_start:.0f} -> {run.rss_mb_end:.0f} MiB ({change:+.1%})",
+                f"{run.rss_mb_start:.0f} -> {run.rss_mb_end:.0f} MiB ({change:+.1%}); "
+                f"per minute: {minutes}; kept up: {run.kept_up}",
                 abs(change) / RSS_TOLERANCE,
                 abs(change) <= RSS_TOLERANCE,
             )
