@@ -180,19 +180,33 @@ def delete_redis_keys(settings: Settings) -> int:
     return deleted
 
 
-def scrape_metric(port: int, name: str) -> float | None:
-    """The sum of a metric's samples (all label sets) from a /metrics endpoint."""
+#: Worker metrics read before and after each step (their differences describe the step).
+INFERENCE_SUM = "nowplaying_inference_seconds_sum"
+BATCH_SUM = "nowplaying_batch_events_sum"
+BATCH_COUNT = "nowplaying_batch_events_count"
+WORKER_METRICS = (INFERENCE_SUM, BATCH_SUM, BATCH_COUNT)
+
+
+def parse_metrics(text: str, names: Sequence[str]) -> dict[str, float]:
+    """The sum over label sets of each named sample in Prometheus text format."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in names:
+            found[name] = found.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def scrape_metrics(port: int, names: Sequence[str]) -> dict[str, float]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
+            return parse_metrics(resp.read().decode(), names)
     except OSError:
-        return None
-    total, found = 0.0, False
-    for line in text.splitlines():
-        if line.startswith(name) and (line[len(name)] in " {"):
-            total += float(line.rsplit(" ", 1)[1])
-            found = True
-    return total if found else None
+        return {}
+
+
+def metric_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before[k] for k in after if k in before}
 
 
 class BenchError(RuntimeError):
@@ -206,8 +220,10 @@ def step_result(
     produced: Produced,
     answers: Sequence[Answer],
     samples: Sequence[procs.ProcSample],
-    inference_s: float | None,
+    worker_metrics: dict[str, float],
 ) -> E2EResult:
+    inference_s = worker_metrics.get(INFERENCE_SUM)
+    batches = worker_metrics.get(BATCH_COUNT)
     mine = [a for a in answers if a.event_id in produced.sent_ms]
     lat = latency_stats(latencies_ms(produced.sent_ms, mine))
     per_answer = produced.count / produced.starts if impl.answers_starts_only else 1.0
@@ -236,6 +252,7 @@ def step_result(
         ),
         note=note,
         rss_mb_max=max((x.rss_mb for x in samples), default=None),
+        mean_batch=worker_metrics[BATCH_SUM] / batches if batches else None,
         rss_mb_per_minute=rss_per_minute(samples),
     )
 
@@ -361,8 +378,8 @@ async def _run_step(
     events: list[Prepared],
     config: RunConfig,
 ) -> E2EResult:
-    metric = "nowplaying_inference_seconds_sum"
-    inference_before = scrape_metric(s.worker_metrics_port, metric) if impl.has_metrics else None
+    port = s.worker_metrics_port
+    before = scrape_metrics(port, WORKER_METRICS) if impl.has_metrics else {}
     with procs.Sampler(child.pid, config.sample_interval_s) as sampler:
         collecting = asyncio.create_task(
             reader.collect_until(
@@ -372,17 +389,12 @@ async def _run_step(
         produced = await produce_at_rate(producer, s.topic_play_events, events, step.rate)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(collecting, timeout=config.drain_timeout_s)
-    inference_after = scrape_metric(s.worker_metrics_port, metric) if impl.has_metrics else None
-    inference_s = (
-        inference_after - inference_before
-        if inference_after is not None and inference_before is not None
-        else None
-    )
+    after = scrape_metrics(port, WORKER_METRICS) if impl.has_metrics else {}
     return step_result(
         impl=impl,
         step=step,
         produced=produced,
         answers=reader.answers,
         samples=sampler.samples,
-        inference_s=inference_s,
+        worker_metrics=metric_deltas(before, after),
     )

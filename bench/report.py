@@ -56,6 +56,7 @@ class E2EResult:
     inference_share: float | None = None  # share of the process's CPU spent in ranker calls
     note: str = ""
     rss_mb_max: float | None = None
+    mean_batch: float | None = None  # events per worker batch (from the worker's metrics)
     rss_mb_per_minute: tuple[float, ...] = ()  # RSS at each whole minute of long runs
 
     @property
@@ -227,6 +228,7 @@ def render_markdown(report: Report) -> str:
                 "CPU ms/event",
                 "core use",
                 "ranker share",
+                "events/batch",
                 "RSS MiB start→end",
                 "kept up",
             ],
@@ -241,6 +243,7 @@ def render_markdown(report: Report) -> str:
                     _fmt(r.cpu_ms_per_event, 3),
                     _fmt(r.cpu_util, 2),
                     _fmt(r.inference_share, 2),
+                    _fmt(r.mean_batch, 0),
                     f"{_fmt(r.rss_mb_start, 0)}→{_fmt(r.rss_mb_end, 0)}",
                     "yes" if r.kept_up else "no",
                 ]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.e2e import metric_deltas, parse_metrics, rss_per_minute
 from bench.latency import (
     Answer,
     answered_event_id,
@@ -16,7 +17,13 @@ from bench.latency import (
     percentile,
     sustained_rate,
 )
-from bench.procs import parse_stat_cpu_seconds, parse_status_rss_mb, pinned_command, sample
+from bench.procs import (
+    ProcSample,
+    parse_stat_cpu_seconds,
+    parse_status_rss_mb,
+    pinned_command,
+    sample,
+)
 from bench.profile import OTHER, components, frame_name, summarise
 from bench.redis_baseline import parse_csv_rps, redis_host_port
 from bench.report import E2EResult, Limit, Report, StageResult, render_markdown, write_chart
@@ -76,6 +83,28 @@ def test_pinned_command_uses_taskset_only_for_an_existing_core() -> None:
     assert pinned_command(["x"], 10_000) == ["x"]
     if (os.cpu_count() or 1) > 1:
         assert pinned_command(["x", "y"], 1)[-2:] == ["x", "y"]
+
+
+def test_worker_metrics_are_summed_over_labels_and_differenced() -> None:
+    text = (
+        "# HELP nowplaying_batch_events x\n"
+        "nowplaying_batch_events_count 4.0\n"
+        "nowplaying_batch_events_sum 400.0\n"
+        'nowplaying_inference_seconds_sum{a="1"} 0.5\n'
+        'nowplaying_inference_seconds_sum{a="2"} 0.25\n'
+        "nowplaying_inference_seconds_sum_extra 9\n"
+    )
+    names = ("nowplaying_batch_events_sum", "nowplaying_inference_seconds_sum", "absent")
+    found = parse_metrics(text, names)
+    assert found == {"nowplaying_batch_events_sum": 400.0, "nowplaying_inference_seconds_sum": 0.75}
+    assert metric_deltas({"a": 1.0, "b": 2.0}, {"a": 4.0, "c": 1.0}) == {"a": 3.0}
+
+
+def test_rss_per_minute_only_for_long_runs() -> None:
+    short = [ProcSample(float(t), 0.0, 100.0 + t) for t in range(0, 100, 10)]
+    assert rss_per_minute(short) == ()
+    long = [ProcSample(float(t), 0.0, 100.0 + t) for t in range(0, 190, 10)]
+    assert rss_per_minute(long) == (100.0, 160.0, 220.0, 280.0)
 
 
 def _prep(session: str, i: int) -> Prepared:
