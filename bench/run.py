@@ -43,6 +43,9 @@ NAIVE_RATES = (100.0, 200.0, 350.0, 500.0)
 RSS_RATE = 500.0
 RSS_SECONDS = 600.0
 COMMITTED_TABLE = Path(__file__).with_name("RESULTS.md")
+#: Hand-written: what was changed to reach the targets, with before/after figures. Appended to
+#: the committed table.
+CHANGES = Path(__file__).with_name("CHANGES.md")
 
 
 @dataclass(frozen=True)
@@ -288,4 +291,5 @@ def write_outputs(report: Report, out: Path, suite: str) -> None:
     (out / "results.md").write_text(table)
     write_chart(report, out / "latency-throughput.png")
     if not report.quick and suite == "all":
-        COMMITTED_TABLE.write_text(table)
+        changes = CHANGES.read_text() if CHANGES.exists() else ""
+        COMMITTED_TABLE.write_text(table + ("\n" + changes if changes else ""))
