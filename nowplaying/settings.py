@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # --- Stream processing ---------------------------------------------------------------
     session_ttl_seconds: int = Field(1800, ge=1, description="Session inactivity TTL in Redis.")
     max_session_events: int = Field(1000, ge=2, description="Events kept per session in Redis.")
+    session_cache_sessions: int = Field(
+        20000,
+        ge=1,
+        description="Sessions whose log and state a worker keeps in memory (LRU); bounds its RSS.",
+    )
     top_k: int = Field(10, ge=1, le=200)
     candidates: int = Field(200, ge=1)
     batch_max_events: int = Field(200, ge=1, description="Events taken per agent iteration.")

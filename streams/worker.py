@@ -38,7 +38,7 @@ from faust.streams import Stream
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from features.store import FeatureStore
+from features.store import FeatureStore, SessionCache
 from models.recommender import Recommender
 from models.registry import resolve_version_dir
 from nowplaying import metrics
@@ -76,6 +76,7 @@ class WorkerRuntime:
             Keys(settings.redis_key_prefix),
             settings.session_ttl_seconds,
             settings.max_session_events,
+            SessionCache(settings.session_cache_sessions),
         )
         self.pipeline: Pipeline | None = None
         self.positions: dict[tuple[str, int], int] = {}
