@@ -89,7 +89,7 @@ bench: up ## The benchmark harness (results under bench/results)
 	$(VENV)/bin/nowplaying bench
 
 soak: up ## Long steady-rate run (not part of `make test`)
-	$(PY) -m pytest -m soak $(SOAK_ARGS)
+	$(PY) -m pytest -m soak -rA $(SOAK_ARGS)
 
 clean: down ## Stop the services; remove runtime state (var/) and tool caches (not .cache/)
 	rm -rf var build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -27,8 +27,8 @@ from nowplaying.clients import kafka_admin, kafka_python_security_kwargs, redis_
 from nowplaying.events import TrackEnd, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
-from streams.replay import RawRecord
-from tests.support.pipeline import InvariantReport, TopicReader, WorkerProcess, produce
+from streams.replay import RawRecord, ReplaySummary, replay_events
+from tests.support.pipeline import InvariantReport, TopicReader, WorkerProcess
 
 PlayEvent = TrackStart | TrackEnd
 
@@ -55,15 +55,17 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
 
 @dataclass
 class BackgroundReplay:
-    """``produce(settings, items, rate=rate)`` in a thread; ``join()`` returns what was sent.
+    """:func:`streams.replay.replay_events` in a thread (the ``nowplaying replay`` code path);
+    ``join()`` returns what was sent. ``sent`` may be any list (e.g. one that keeps a sample).
 
     kafka-python's producer retries through a broker outage (up to its delivery timeout), so a
     replay may run across one."""
 
     settings: Settings
-    items: Sequence[PlayEvent | RawRecord]
+    items: Iterable[PlayEvent | RawRecord]
     rate: float
     sent: list[PlayEvent] = field(default_factory=list)
+    summary: ReplaySummary | None = None
     error: BaseException | None = None
     _thread: threading.Thread | None = None
 
@@ -74,10 +76,15 @@ class BackgroundReplay:
 
     def _run(self) -> None:
         try:
-            got, _ = produce(self.settings, self.items, rate=self.rate)
-            self.sent.extend(got)
+            self.summary = replay_events(self.settings, self.items, rate=self.rate, sent=self.sent)
+            if self.summary.failed:
+                raise RuntimeError(f"{self.summary.failed} records could not be produced")
         except BaseException as exc:  # handed to the test by join()
             self.error = exc
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def join(self, timeout: float) -> list[PlayEvent]:
         assert self._thread is not None, "start() first"
