@@ -4,7 +4,7 @@
 #   1. starts the local Kafka broker and Redis server (unless they already run),
 #   2. creates the topics and trains a demo-sized model if the registry has none
 #      (real data when ${NP_DATA_DIR:-../shared/data} has it, SYNTHETIC data otherwise;
-#      NP_DEMO_TRAIN_ARGS overrides the size, default "--sessions 2000 --trees 60"),
+#      NP_DEMO_TRAIN_ARGS overrides the size, default "--sessions 1200 --trees 40"),
 #   3. starts the stream worker and the API (logs under var/log/),
 #   4. replays listening sessions at a modest rate (NP_DEMO_RATE events/s, default 60; the first
 #      NP_DEMO_SESSIONS sessions, default 3000: about half an hour),
@@ -25,6 +25,11 @@ if [[ ! -x "$np" ]]; then
     echo "error: $np not found; run 'make setup' first" >&2
     exit 1
 fi
+
+# The worker and the API talk to the services this script starts (NP_KAFKA_PORT / NP_REDIS_PORT
+# move them, as for scripts/services.sh), unless the addresses are given outright.
+export NP_KAFKA_BOOTSTRAP_SERVERS="${NP_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${NP_KAFKA_PORT:-9092}}"
+export NP_REDIS_URL="${NP_REDIS_URL:-redis://127.0.0.1:${NP_REDIS_PORT:-6380}/0}"
 
 rate="${NP_DEMO_RATE:-60}"
 api_host="${NP_API_HOST:-127.0.0.1}"
@@ -138,8 +143,8 @@ fi
 if [[ -s "$model_dir/latest" ]]; then
     say "model: $(cat "$model_dir/latest") in $model_dir"
 else
-    # A demo-sized model trains in about a minute; `nowplaying train` alone trains on everything.
-    read -r -a train_args <<<"${NP_DEMO_TRAIN_ARGS:---sessions 2000 --trees 60}"
+    # A demo-sized model trains in well under a minute; `nowplaying train` uses all the data.
+    read -r -a train_args <<<"${NP_DEMO_TRAIN_ARGS:---sessions 1200 --trees 40}"
     say "model: none in $model_dir; training a demo-sized one (${train_args[*]})"
     "$np" train "${data_args[@]}" "${train_args[@]}" --no-progress
 fi
