@@ -145,9 +145,10 @@ def ensure_model(settings: Settings, model_dir: Path, spec: ModelSpec) -> Path:
 
 
 def quality_configs(
-    settings: Settings, version_dir: Path, quick: bool
+    settings: Settings, version_dir: Path, quick: bool, small_model: bool
 ) -> list[tuple[str, Path, int]]:
-    """The configuration in use first, then cheaper ones: fewer candidates, a smaller model."""
+    """The configuration in use first, then cheaper ones: fewer candidates, and a smaller model
+    when asked for (``--small-model``: trained once, ~3 minutes) or already trained."""
     n = settings.candidates
     spec = QUICK_MODEL if quick else MAIN_MODEL
     main = f"{spec.trees} trees / {spec.leaves} leaves"
@@ -156,8 +157,9 @@ def quality_configs(
         (f"{main}, {n // 2} candidates", version_dir, n // 2),
         (f"{main}, {n // 4} candidates", version_dir, n // 4),
     ]
-    if not quick:
-        small_dir = ensure_model(settings, Path("var") / "bench-models-small", SMALL_MODEL)
+    small_registry = Path("var") / "bench-models-small"
+    if not quick and (small_model or usable_model(small_registry, SMALL_MODEL) is not None):
+        small_dir = ensure_model(settings, small_registry, SMALL_MODEL)
         small = f"{SMALL_MODEL.trees} trees / {SMALL_MODEL.leaves} leaves"
         configs.append((f"{small}, {n} candidates", small_dir, n))
     return configs
@@ -196,7 +198,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if plan.stages:
         stages.run_stages(settings, version_dir, states, report, quick=quick)
         quality.quality_stage(
-            settings, quality_configs(settings, version_dir, quick), states, report, quick
+            settings,
+            quality_configs(
+                settings, version_dir, quick, bool(getattr(args, "small_model", False))
+            ),
+            states,
+            report,
+            quick,
         )
     else:
         with on_bench_core():  # the inference-only limit, for the targets

@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="model registry for the benchmark (default var/bench-models; trained when empty)",
     )
+    p.add_argument(
+        "--small-model",
+        action="store_true",
+        help="also train (once) and compare a 50-tree / 15-leaf model (quality next to cost)",
+    )
     p.set_defaults(runner="bench.run:run")
 
     return parser
