@@ -36,6 +36,7 @@ setup: $(STAMP) system-packages kafka-jars ## Virtualenv + deps, redis-server/ch
 system-packages: ## apt-get install what is missing: redis-server, chromium (Java/Maven too)
 	@missing=(); \
 	command -v redis-server >/dev/null || missing+=(redis-server); \
+	command -v openssl >/dev/null || missing+=(openssl); \
 	command -v chromium >/dev/null || missing+=(chromium); \
 	command -v java >/dev/null || missing+=(openjdk-17-jre-headless); \
 	command -v mvn >/dev/null || missing+=(maven); \
