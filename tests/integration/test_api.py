@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from features.session import fold_events, state_summary, to_session_event
 from nowplaying.events import RecommendationMessage, TrackStart
@@ -144,6 +145,12 @@ def test_readyz_names_the_model_when_the_registry_is_empty(api: TestClient) -> N
 # --- the live stream ------------------------------------------------------------------------
 
 
+def live_requests() -> float:
+    """Finished live-stream requests, from this process's registry (the API runs in a thread)."""
+    labels = {"route": "/v1/users/{user_id}/live", "status": "200"}
+    return REGISTRY.get_sample_value("nowplaying_http_requests_total", labels) or 0.0
+
+
 def test_live_stream_pushes_the_new_list_when_the_worker_writes_one(
     settings_factory: SettingsFactory,
 ) -> None:
@@ -153,6 +160,7 @@ def test_live_stream_pushes_the_new_list_when_the_worker_writes_one(
     store_like_the_worker(settings, events[:1], [list_for(starts[0], ["first"])])
 
     snapshots: list[dict[str, Any]] = []
+    streams_before = live_requests()
     with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as http:
         with http.stream("GET", "/v1/users/u-live/live") as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
@@ -168,7 +176,12 @@ def test_live_stream_pushes_the_new_list_when_the_worker_writes_one(
                 if snapshots[-1]["recommendations"]["trigger_event_id"] == starts[1].event_id:
                     break
             updater.join()
-        assert http.get("/healthz").status_code == 200  # the server outlives the stream
+        # the client left: the server ends the stream (and counts the request) by itself
+        deadline = time.monotonic() + 10
+        while live_requests() < streams_before + 1:
+            assert time.monotonic() < deadline, "the live stream outlived its client"
+            time.sleep(0.1)
+        assert http.get("/healthz").status_code == 200
 
     first, last = snapshots[0], snapshots[-1]
     assert [r["track_id"] for r in first["recommendations"]["recommendations"]] == ["first"]
