@@ -120,6 +120,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "batch_max_events": str(settings.batch_max_events),
         "batch_within_seconds": str(settings.batch_within_seconds),
         "ort_intra_op_threads": str(settings.ort_intra_op_threads),
+        "session_cache_sessions": str(settings.session_cache_sessions),
         "log_level": "WARNING",
     }
     if settings.model_version:
