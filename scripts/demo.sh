@@ -4,7 +4,8 @@
 #   1. starts the local Kafka broker and Redis server (unless they already run),
 #   2. creates the topics and trains a demo-sized model if the registry has none
 #      (real data when ${NP_DATA_DIR:-../shared/data} has it, SYNTHETIC data otherwise;
-#      NP_DEMO_TRAIN_ARGS overrides the size, default "--sessions 1200 --trees 40"),
+#      NP_DEMO_TRAIN_ARGS overrides the size, default "--sessions 1200 --trees 40", 800
+#      sessions for synthetic data),
 #   3. starts the stream worker and the API (logs under var/log/),
 #   4. replays listening sessions at a modest rate (NP_DEMO_RATE events/s, default 60; the first
 #      NP_DEMO_SESSIONS sessions, default 3000: about half an hour),
@@ -143,8 +144,10 @@ fi
 if [[ -s "$model_dir/latest" ]]; then
     say "model: $(cat "$model_dir/latest") in $model_dir"
 else
-    # A demo-sized model trains in well under a minute; `nowplaying train` uses all the data.
-    read -r -a train_args <<<"${NP_DEMO_TRAIN_ARGS:---sessions 1200 --trees 40}"
+    # A demo-sized model trains in about a minute; `nowplaying train` uses all the data.
+    demo_size="--sessions 1200 --trees 40"
+    [[ ${#data_args[@]} -gt 0 ]] && demo_size="--sessions 800 --trees 40"  # more rows each
+    read -r -a train_args <<<"${NP_DEMO_TRAIN_ARGS:-$demo_size}"
     say "model: none in $model_dir; training a demo-sized one (${train_args[*]})"
     "$np" train "${data_args[@]}" "${train_args[@]}" --no-progress
 fi

@@ -94,7 +94,13 @@ def interval_line(prev: Scrape, cur: Scrape) -> str:
 
     deltas = {le: cur.buckets.get(le, 0.0) - prev.buckets.get(le, 0.0) for le in cur.buckets}
     p99 = histogram_quantile(0.99, deltas)
-    p99_text = "   -  " if p99 is None else f"{p99 * 1000:.1f} ms"
+    top = max((le for le in deltas if not math.isinf(le)), default=math.inf)
+    if p99 is None:
+        p99_text = "   -  "
+    elif p99 >= top:  # in the +Inf bucket: only a lower bound is known
+        p99_text = f">= {top * 1000:.0f} ms"
+    else:
+        p99_text = f"{p99 * 1000:.1f} ms"
     dead = cur.counters.get("nowplaying_dead_letters_total", 0.0)
     lag = cur.counters.get("nowplaying_consumer_lag_messages", 0.0)
     return (
