@@ -6,7 +6,7 @@
 #      (real data when ${NP_DATA_DIR:-../shared/data} has it, SYNTHETIC data otherwise;
 #      NP_DEMO_TRAIN_ARGS overrides the size, default "--sessions 1200 --trees 40", 800
 #      sessions for synthetic data),
-#   3. starts the stream worker and the API (logs under var/log/),
+#   3. starts the stream worker and the API (logs under var/log/, or NP_DEMO_LOG_DIR),
 #   4. replays listening sessions at a modest rate (NP_DEMO_RATE events/s, default 60; the first
 #      NP_DEMO_SESSIONS sessions, default 3000: about half an hour),
 #   5. prints the live page's URL and a terminal summary every few seconds.
@@ -39,7 +39,7 @@ worker_port="${NP_WORKER_METRICS_PORT:-8001}"
 model_dir="${NP_MODEL_DIR:-var/models}"
 data_dir="${NP_DATA_DIR:-../shared/data}"
 mssd="$data_dir/mssd-derived-sessions/mini-spotify-data.csv"
-log_dir="var/log"
+log_dir="${NP_DEMO_LOG_DIR:-var/log}"
 mkdir -p "$log_dir"
 # Each run keeps its sessions under its own Redis key prefix: the replay's event ids repeat from
 # run to run, and the worker would rightly treat them as redeliveries of the last run's events.
