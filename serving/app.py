@@ -24,8 +24,12 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from features.store import AsyncRedis, read_active_users, read_latest_recommendations
-from features.store import read_session_features as _read_session_features
+from features.store import (
+    AsyncRedis,
+    read_active_users,
+    read_latest_recommendations,
+    read_session_features,
+)
 from nowplaying.clients import async_redis_client
 from nowplaying.events import ID_PATTERN, RecommendationMessage
 from nowplaying.keys import Keys
@@ -136,8 +140,8 @@ def api_routes(settings: Settings) -> APIRouter:
         responses=error_responses(404),
         summary="The session's current features, by name",
     )
-    async def session_features(session_id: SessionId, redis: RedisDep) -> SessionFeatures:
-        features = await _read_session_features(redis, keys, session_id)
+    async def session_features_of(session_id: SessionId, redis: RedisDep) -> SessionFeatures:
+        features = await read_session_features(redis, keys, session_id)
         if features is None:
             raise not_found(f"no features for session '{session_id}'", session_id=session_id)
         return SessionFeatures(session_id=session_id, features=features)
