@@ -48,7 +48,11 @@ MUST_HAVE_SAMPLES = {
 def test_dashboard_metrics_are_in_real_scrapes_during_a_replay(
     settings_factory: SettingsFactory, free_tcp_port: Callable[[], int], tmp_path: Path
 ) -> None:
-    settings = settings_factory(model_dir=shared_small_model(), worker_metrics_port=free_tcp_port())
+    settings = settings_factory(
+        model_dir=shared_small_model(),
+        worker_metrics_port=free_tcp_port(),
+        worker_lag_interval_seconds=0.5,  # a lag sample soon after the replay
+    )
     sessions = real_session_events(settings, 6)
     events = [e for s in sessions for e in s]
     malformed = (b"mssd-u1", b'{"event_type": "track_start", "user_id": "no closing brace"')
