@@ -318,5 +318,7 @@ def check_after_state_loss(
 
 def print_counts(title: str, report: InvariantReport | StateLossReport, **extra: object) -> None:
     """One line a reader of the test output (and the report) can quote."""
+    if isinstance(report, InvariantReport):
+        extra = {"identical_republications": report.lists_published - report.lists_distinct} | extra
     more = "".join(f"; {k.replace('_', ' ')}: {v}" for k, v in extra.items())
     print(f"\n[{title}] {report}{more}", flush=True)
