@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import socket
 import sys
@@ -38,6 +39,8 @@ from bench.workload import Prepared, build_workload
 from models.datasets import Session
 from nowplaying.clients import redis_client
 from nowplaying.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class RunConfig:
     warmup_rate: float = 500.0
     startup_timeout_s: float = 120.0
     drain_timeout_s: float = 120.0
+    settle_timeout_s: float = 300.0
     concurrent_sessions: int = 200
     sample_interval_s: float = 0.5
 
@@ -306,7 +310,12 @@ async def run_impl(
             config=config,
         )
         offset = config.warmup_events
+        saturated_at: float | None = None
         for k, step in enumerate(config.steps):
+            if step.rate is not None and saturated_at is not None and step.rate > saturated_at:
+                log.warning("%s: skipping %g/s (it fell behind at %g/s)", impl.name, step.rate,
+                            saturated_at)  # fmt: skip
+                continue
             events = build_workload(
                 sessions,
                 step.events,
@@ -332,6 +341,12 @@ async def run_impl(
                 on_step(result)
             if not child.alive():
                 raise BenchError(f"{impl.name} exited:\n{child.log_tail()}")
+            if not result.kept_up and step.rate is not None:
+                saturated_at = step.rate
+            # Let a backlog drain before the next step, so it does not count twice.
+            await reader.collect_until(
+                _wanted(impl, events), timeout_s=config.settle_timeout_s, alive=child.alive
+            )
     finally:
         await reader.stop()
         await producer.stop()
