@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from bench.naive import booster_path
 from bench.report import Limit, Report, StageResult
-from bench.targets import FLOOR_PER_START, INFERENCE_LIMIT
+from bench.targets import EVENTS_PER_START, FLOOR_PER_START, INFERENCE_LIMIT
 from bench.timing import time_per_call
 from features.artifacts import TrackArtifacts
 from features.candidates import generate_candidates
@@ -32,8 +32,6 @@ from models.registry import MODEL_FILE
 from nowplaying.settings import Settings
 
 ROW_COUNTS = (1, 50, 200, 1000)
-#: Every play is one track_start and one track_end.
-EVENTS_PER_START = 2.0
 
 
 def floor_session(model_path: Path) -> ort.InferenceSession:

@@ -60,6 +60,11 @@ class E2EResult:
     rss_mb_per_minute: tuple[float, ...] = ()  # RSS at each whole minute of long runs
 
     @property
+    def per_core_eps(self) -> float | None:
+        """Events per CPU-second of the process: what it would sustain with a whole core."""
+        return 1000.0 / self.cpu_ms_per_event if self.cpu_ms_per_event else None
+
+    @property
     def label(self) -> str:
         return "max" if self.offered_rate is None else f"{self.offered_rate:g}/s"
 
@@ -199,7 +204,14 @@ def render_markdown(report: Report) -> str:
             [[lim.name, f"{_fmt(lim.value)} {lim.unit}", lim.how] for lim in report.limits],
         )
     if report.stages:
-        lines += ["", "## Stage benchmarks (one core)", ""]
+        lines += [
+            "",
+            "## Stage benchmarks (one core)",
+            "",
+            "ms/call: CPU time for the ranker and row stages (single-threaded, CPU-bound code),"
+            " wall time for the Redis round trips.",
+            "",
+        ]
         lines += _table(
             ["stage", "what", "variant", "ms/call", "rate", "limit", "ratio"],
             [
@@ -226,6 +238,7 @@ def render_markdown(report: Report) -> str:
                 "p95 ms",
                 "p99 ms",
                 "CPU ms/event",
+                "ev/s per core",
                 "core use",
                 "ranker share",
                 "events/batch",
@@ -241,6 +254,7 @@ def render_markdown(report: Report) -> str:
                     _fmt(r.p95_ms),
                     _fmt(r.p99_ms),
                     _fmt(r.cpu_ms_per_event, 3),
+                    _fmt(r.per_core_eps, 0),
                     _fmt(r.cpu_util, 2),
                     _fmt(r.inference_share, 2),
                     _fmt(r.mean_batch, 0),

@@ -17,6 +17,8 @@ EQUAL_P99_MS = 25.0
 RSS_RATE = 500.0
 RSS_MIN_SECONDS = 300.0
 RSS_TOLERANCE = 0.05
+#: Every play is one track_start and one track_end.
+EVENTS_PER_START = 2.0
 
 
 def _max_run(runs: Sequence[E2EResult], impl: str) -> E2EResult | None:
@@ -37,6 +39,20 @@ def best_rate_within(runs: Sequence[E2EResult], impl: str, p99_ms: float) -> flo
         if r.impl == impl and r.p99_ms is not None and r.p99_ms <= p99_ms and r.kept_up
     ]
     return max(ok) if ok else None
+
+
+def ranker_share(report: Report, run: E2EResult | None) -> float | None:
+    """Share of the worker's CPU that the ranker's own work accounts for: the floor's CPU time
+    per track start (ranker stage, same run) times track starts per event, over the worker's
+    CPU per event. Falls back to the worker's inference metric (wall clock, so it overstates
+    the ranker on a busy machine) when the stage did not run."""
+    if run is None:
+        return None
+    floor = report.limit(FLOOR_PER_START)
+    if floor is not None and floor.value > 0 and run.cpu_ms_per_event:
+        ranker_ms_per_event = 1000.0 / floor.value / EVENTS_PER_START
+        return min(ranker_ms_per_event / run.cpu_ms_per_event, 1.0)
+    return run.inference_share
 
 
 def passthrough_limit(report: Report) -> None:
@@ -71,13 +87,29 @@ def evaluate(report: Report) -> None:
                 ratio >= THROUGHPUT_SHARE,
             )
         )
-    if worker_max is not None and worker_max.inference_share is not None:
-        other = 1.0 - worker_max.inference_share
+    per_core = worker_max.per_core_eps if worker_max is not None else None
+    if limit is not None and per_core is not None:
+        ratio = per_core / limit.value
+        checks.append(
+            TargetCheck(
+                "worker per core >= 0.7 x inference-only limit",
+                f"same, CPU-normalised: events per worker CPU-second >= {THROUGHPUT_SHARE} x "
+                "inference-only limit",
+                f"{per_core:,.0f} ev/s per core vs limit {limit.value:,.0f} ev/s",
+                ratio / THROUGHPUT_SHARE,
+                ratio >= THROUGHPUT_SHARE,
+            )
+        )
+    share = ranker_share(report, worker_max)
+    if share is not None:
+        other = 1.0 - share
+        wall = worker_max.inference_share if worker_max is not None else None
         checks.append(
             TargetCheck(
                 "non-ranker CPU share",
                 f"all but the ranker <= {NON_RANKER_SHARE:.0%} of worker CPU (max rate)",
-                f"{other:.0%} (ranker {worker_max.inference_share:.0%})",
+                f"{other:.0%} (ranker {share:.0%} by CPU"
+                + (f"; {wall:.0%} by the worker's wall-clock inference metric)" if wall else ")"),
                 other / NON_RANKER_SHARE,
                 other <= NON_RANKER_SHARE,
             )

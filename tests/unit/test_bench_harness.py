@@ -27,7 +27,13 @@ from bench.procs import (
 from bench.profile import OTHER, components, frame_name, summarise
 from bench.redis_baseline import parse_csv_rps, redis_host_port
 from bench.report import E2EResult, Limit, Report, StageResult, render_markdown, write_chart
-from bench.targets import INFERENCE_LIMIT, best_rate_within, evaluate
+from bench.targets import (
+    FLOOR_PER_START,
+    INFERENCE_LIMIT,
+    best_rate_within,
+    evaluate,
+    ranker_share,
+)
 from bench.workload import Prepared, interleave
 
 
@@ -214,6 +220,18 @@ def test_targets_are_checked_against_the_runs() -> None:
     assert by_name["vs naive at max"].met is True
     assert report.limit("aiokafka passthrough") is not None
     assert best_rate_within(report.e2e, "naive", 5.0) is None
+
+
+def test_ranker_share_comes_from_the_floors_cpu_time_when_measured() -> None:
+    report = _report()
+    worker_max = report.e2e[2]  # 0.5 CPU ms per event, wall-clock inference share 0.75
+    assert ranker_share(report, worker_max) == pytest.approx(0.75)
+    # The floor ranks 2,500 track starts per CPU-second: 0.4 ms per start, 0.2 ms per event.
+    report.limits.append(Limit(FLOOR_PER_START, 2500.0, "track starts/s", "floor"))
+    assert ranker_share(report, worker_max) == pytest.approx(0.4)
+    evaluate(report)
+    check = next(t for t in report.targets if t.name == "non-ranker CPU share")
+    assert check.met is False and check.ratio == pytest.approx(0.6 / 0.3)
 
 
 def test_markdown_and_json_and_chart(tmp_path: Path) -> None:
