@@ -48,28 +48,31 @@ class StateContext:
 
 
 def state_context(state: SessionState, artifacts: TrackArtifacts) -> StateContext:
-    recent = artifacts.indices_of(state.recent_tracks)
-    listened = artifacts.indices_of(state.listened_tracks)
-    skipped = artifacts.indices_of(state.skipped_tracks)
-    played = artifacts.indices_of(list(state.played))
+    recent, listened, skipped = state.recent_tracks, state.listened_tracks, state.skipped_tracks
+    # One lookup for the three track lists, each led by -1 (the zero embedding row) so that
+    # every segment of the reduceat below is non-empty.
+    lists = artifacts.indices_of(("", *listened, "", *skipped, "", *recent))
+    starts = np.array([0, len(listened) + 1, len(listened) + len(skipped) + 2])
+    sums = np.add.reduceat(artifacts.embedding_table[lists].astype(np.float64), starts, axis=0)
+    norms = np.sqrt((sums * sums).sum(axis=1))
+    centroids = sums / np.where(norms > 0, norms, 1.0)[:, None]
     index = artifacts.index
     current = index.get(state.current_track, -1) if state.current_track else -1
-    directions = np.zeros((artifacts.embedding_table.shape[1], 4), dtype=np.float64)
-    if current >= 0:
-        directions[:, 0] = artifacts.embedding_table[current]
-    directions[:, 1] = _centroid(artifacts, listened)
-    directions[:, 2] = _centroid(artifacts, skipped)
-    directions[:, 3] = _centroid(artifacts, recent)
+    directions = np.empty((artifacts.embedding_table.shape[1], 4), dtype=np.float64)
+    directions[:, 0] = artifacts.embedding_table[current] if current >= 0 else 0.0
+    directions[:, 1:] = centroids.T
+    recent_idx = lists[starts[2] + 1 :]
+    played = artifacts.indices_of(list(state.played))
     return StateContext(
         state=state,
         current=current,
-        previous=int(recent[-2]) if len(recent) >= 2 else -1,
+        previous=int(recent_idx[-2]) if len(recent_idx) >= 2 else -1,
         last_listened=index.get(state.last_listened, -1) if state.last_listened else -1,
         last_skipped=index.get(state.last_skipped, -1) if state.last_skipped else -1,
         played=played[played >= 0],
         session_features=_session_features(state, current, artifacts),
         directions=directions,
-        colisten=_colisten_scores(artifacts, recent[-COLISTEN_DEPTH:]),
+        colisten=_colisten_scores(artifacts, recent_idx[-COLISTEN_DEPTH:]),
     )
 
 
@@ -91,16 +94,6 @@ def _session_features(state: SessionState, current: int, artifacts: TrackArtifac
         ],
         dtype=np.float32,
     )
-
-
-def _centroid(artifacts: TrackArtifacts, indices: I32) -> F32:
-    """Unit mean of the tracks' embeddings (unknown tracks, index -1, add a zero vector)."""
-    if len(indices) == 0:
-        return np.zeros(artifacts.embedding_table.shape[1], dtype=np.float32)
-    total = artifacts.embedding_table[indices].sum(axis=0)
-    norm = float(np.sqrt(total @ total))
-    unit: F32 = total / norm if norm > 0 else total
-    return unit
 
 
 def _colisten_scores(artifacts: TrackArtifacts, recent: I32) -> F32:

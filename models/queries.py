@@ -78,6 +78,7 @@ def training_data(
     negatives: int | None,
     candidates: int,
     seed: int,
+    max_queries: int | None = None,
 ) -> RankingData:
     """Rows for the queries whose next track can be recommended and has a positive gain.
 
@@ -85,7 +86,7 @@ def training_data(
     With ``negatives`` set, only that many generator candidates (sampled, seeded per query) are
     kept besides the positive. Queries whose next track is unknown to the artifacts, was already
     played in the session (never recommended), or was skipped early (gain 0: no ranking signal)
-    are left out.
+    are left out. ``max_queries`` stops after that many kept queries.
     """
     rng = np.random.default_rng(seed)
     parts_rows: list[F32] = []
@@ -94,6 +95,8 @@ def training_data(
     groups: list[int] = []
     keys: list[tuple[str, int]] = []
     for query in queries:
+        if max_queries is not None and len(groups) >= max_queries:
+            break
         positive = artifacts.index.get(query.next_track, -1)
         if query.gain == 0 or positive < 0 or query.next_track in query.state.played:
             continue

@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -54,12 +56,15 @@ class TrainConfig:
     leaves: int = 31
     learning_rate: float = 0.08
     min_child_samples: int = 50
-    negatives: int = 40  # sampled generator candidates per training query (besides the positive)
+    negatives: int = 16  # sampled generator candidates per training query (besides the positive)
     candidates: int = 200
     folds: int = 4  # out-of-fold artifacts for the training rows (1: no folds)
     early_stopping_rounds: int = 30
+    validation_queries: int = 1000  # cap on the early-stopping queries (all candidates each)
+    parity_rows: int = 200_000  # test rows also scored by LightGBM for the ONNX parity figure
     seed: int = 7
     threads: int = 0  # LightGBM threads; 0: all cores
+    workers: int = 0  # processes building the training folds; 0: one per core
 
 
 @dataclass
@@ -108,6 +113,7 @@ def train_model(
             negatives=None,
             candidates=cfg.candidates,
             seed=cfg.seed,
+            max_queries=cfg.validation_queries,
         )
     if train_rows.n_queries == 0:
         raise DataError("no training queries with a positive next track")
@@ -157,7 +163,7 @@ def train_model(
         _write_metadata(building, metadata)
         if evaluate and test:
             with timer("evaluation"):
-                evaluation = _evaluate(building, booster, test, progress)
+                evaluation = _evaluate(building, booster, test, cfg, progress)
             metadata["metrics"] = evaluation.to_json()
             write_report(
                 building,
@@ -187,7 +193,11 @@ def fold_of(session_id: str, folds: int, seed: int) -> int:
 
 
 def out_of_fold_rows(train: Sequence[Session], cfg: TrainConfig, progress: bool) -> RankingData:
-    """Training rows; each fold's queries are featurised with artifacts fitted without it."""
+    """Training rows; each fold's queries are featurised with artifacts fitted without it.
+
+    Folds are built in parallel worker processes (forked, so the sessions are shared, not
+    copied) when more than one core is available; the result does not depend on it.
+    """
     if cfg.folds <= 1:
         artifacts = fit_artifacts(train, seed=cfg.seed)
         return training_data(
@@ -197,21 +207,43 @@ def out_of_fold_rows(train: Sequence[Session], cfg: TrainConfig, progress: bool)
             candidates=cfg.candidates,
             seed=cfg.seed,
         )
-    parts = []
-    for fold in range(cfg.folds):
-        inside = [s for s in train if fold_of(s.session_id, cfg.folds, cfg.seed) == fold]
-        outside = [s for s in train if fold_of(s.session_id, cfg.folds, cfg.seed) != fold]
-        artifacts = fit_artifacts(outside, seed=cfg.seed)
-        parts.append(
-            training_data(
-                _queries(inside, progress, f"training queries, fold {fold + 1}/{cfg.folds}"),
-                artifacts,
-                negatives=cfg.negatives,
-                candidates=cfg.candidates,
-                seed=cfg.seed + fold,
-            )
-        )
+    workers = min(cfg.workers or os.cpu_count() or 1, cfg.folds)
+    bar = tqdm(total=cfg.folds, desc="training rows", unit="fold", disable=not progress)
+    global _FOLD_INPUT  # noqa: PLW0603 - read-only input of the forked fold workers
+    _FOLD_INPUT = (train, cfg)
+    try:
+        if workers > 1:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                parts = [_tick(bar, p) for p in pool.map(_fold_rows, range(cfg.folds))]
+        else:
+            parts = [_tick(bar, _fold_rows(fold)) for fold in range(cfg.folds)]
+    finally:
+        _FOLD_INPUT = None
+        bar.close()
     return concat_ranking(parts)
+
+
+_FOLD_INPUT: tuple[Sequence[Session], TrainConfig] | None = None
+
+
+def _fold_rows(fold: int) -> RankingData:
+    assert _FOLD_INPUT is not None
+    train, cfg = _FOLD_INPUT
+    inside = [s for s in train if fold_of(s.session_id, cfg.folds, cfg.seed) == fold]
+    outside = [s for s in train if fold_of(s.session_id, cfg.folds, cfg.seed) != fold]
+    return training_data(
+        [q for s in inside for q in session_queries(s)],
+        fit_artifacts(outside, seed=cfg.seed),
+        negatives=cfg.negatives,
+        candidates=cfg.candidates,
+        seed=cfg.seed + fold,
+    )
+
+
+def _tick(bar: tqdm, value: RankingData) -> RankingData:
+    bar.update(1)
+    return value
 
 
 def concat_ranking(parts: Sequence[RankingData]) -> RankingData:
@@ -279,7 +311,11 @@ def fit_ranker(
 
 
 def _evaluate(
-    version_dir: Path, booster: lgb.Booster, test: Sequence[Session], progress: bool
+    version_dir: Path,
+    booster: lgb.Booster,
+    test: Sequence[Session],
+    cfg: TrainConfig,
+    progress: bool,
 ) -> Evaluation:
     metadata = json.loads((version_dir / METADATA_FILE).read_text(encoding="utf-8"))
     recommender = Recommender(
@@ -291,7 +327,13 @@ def _evaluate(
     def reference(rows: F32) -> np.ndarray:
         return np.asarray(booster.predict(rows, num_threads=1))
 
-    return evaluate_sessions(recommender, test, reference=reference, progress=progress)
+    return evaluate_sessions(
+        recommender,
+        test,
+        reference=reference,
+        reference_rows=cfg.parity_rows,
+        progress=progress,
+    )
 
 
 def _version_name(created: datetime, train_fp: str, cfg: TrainConfig) -> str:
