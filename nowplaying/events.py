@@ -150,6 +150,9 @@ class RecommendationMessage(BaseModel):
     session_id: str
     trigger_event_id: str
     model_version: str
+    variant: str | None = Field(
+        None, description="The A/B test variant that computed the list (none outside a test)."
+    )
     generated_at: int = Field(description="When the list was computed, epoch milliseconds.")
     recommendations: list[Recommendation]
 

@@ -101,7 +101,18 @@ CONSUMER_LAG = Gauge(
     "Messages behind the partition's high watermark.",
     ["topic", "partition"],
 )
-MODEL_INFO = Info("nowplaying_model", "The model version in use.")
+MODEL_INFO = Info("nowplaying_model", "The model version in use (and the A/B test variants).")
+VARIANT_LISTS = Counter(
+    "nowplaying_variant_lists_total",
+    "Lists computed during an A/B test, by variant (users assigned to it, per track start).",
+    ["variant"],
+)
+VARIANT_OUTCOMES = Counter(
+    "nowplaying_variant_outcomes_total",
+    "Track ends during an A/B test, by the listener's variant and outcome (skip_early, "
+    "skip_late, listened): the online comparison of the variants.",
+    ["variant", "outcome"],
+)
 
 # --- API ------------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(

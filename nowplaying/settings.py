@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     model_version: str | None = Field(
         None, description="Version to serve; default is the registry's 'latest' pointer."
     )
+    model_variants: str = Field(
+        "",
+        description="A/B test: 'name=version:weight,...' (version may be 'latest'); users are "
+        "split by a stable hash of their id. Empty: one model for everyone.",
+    )
+    experiment_salt: str = Field(
+        "ab-1", description="Salt of the A/B assignment hash; a new salt reshuffles users."
+    )
     data_dir: Path = Field(
         Path("../shared/data"), description="Folder holding the listening-session data sets."
     )

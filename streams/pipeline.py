@@ -6,7 +6,9 @@ For one batch (messages of the ``play-events`` topic in offset order):
 2. apply the valid events to the Redis feature store (one Lua call each, one pipelined round
    trip): dedupe by event id, append to the session log, refresh the TTL, return the log;
 3. fold each returned log with :func:`features.session.fold_events` (the code training uses);
-4. rank every ``track_start`` of the batch with ONE :meth:`Recommender.recommend` call;
+4. rank every ``track_start`` of the batch with ONE :meth:`Recommender.recommend` call (during
+   an A/B test, one call per variant: each listener's starts go to the model of the variant the
+   listener is assigned to, see :mod:`models.experiments`);
 5. store states and lists in a second round trip (a list, once stored for a trigger event, is
    never replaced: a redelivered ``track_start`` republishes the stored list);
 6. publish the lists and dead letters and wait until Kafka acknowledged every one.
@@ -24,9 +26,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from features.session import SessionState
+from features.session import SessionState, outcome_of
 from features.store import Applied, FeatureStore, StoredList
 from nowplaying import metrics
 from nowplaying.events import (
@@ -67,6 +69,12 @@ class Ranker(Protocol):
     def recommend(self, states: Sequence[SessionState], k: int) -> list[list[Recommendation]]: ...
 
 
+class Assigner(Protocol):
+    """What the pipeline needs of :class:`models.experiments.Experiment`."""
+
+    def assign(self, user_id: str) -> str: ...
+
+
 class Publisher(Protocol):
     """Sends one record; the returned awaitable completes when Kafka acknowledged it."""
 
@@ -99,12 +107,20 @@ class _ListJob:
         return self.applied.event.event_id
 
 
+class _Ranked(NamedTuple):
+    """A list computed now, and the A/B test variant that computed it (None outside a test)."""
+
+    variant: str | None
+    recs: list[Recommendation]
+
+
 class Pipeline:
     """Turns batches of ``play-events`` records into features, lists and dead letters.
 
     Clients are injected: ``redis`` (``redis.asyncio.Redis`` or ``RedisCluster``), ``ranker``
     (a loaded Recommender), ``publisher`` (a Kafka producer). ``clock`` returns epoch seconds;
-    ``sleep`` is the backoff sleep (both injectable for tests).
+    ``sleep`` is the backoff sleep (both injectable for tests). For an A/B test, ``variants``
+    (a ranker per variant name) and ``assigner`` (user id to variant name) replace ``ranker``.
     """
 
     def __init__(
@@ -114,12 +130,19 @@ class Pipeline:
         ranker: Ranker,
         publisher: Publisher,
         *,
+        variants: Mapping[str, Ranker] | None = None,
+        assigner: Assigner | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        if (variants is None) != (assigner is None):
+            raise ValueError("an A/B test needs both the variants and the assigner")
         self._settings = settings
         self._store = store
-        self._ranker = ranker
+        self._rankers: dict[str | None, Ranker] = (
+            {name: r for name, r in variants.items()} if variants else {None: ranker}
+        )
+        self._assigner = assigner
         self._publisher = publisher
         self._clock = clock
         self._sleep = sleep
@@ -184,7 +207,7 @@ class Pipeline:
         self,
         ok: Sequence[tuple[Applied, RawMessage]],
         jobs: Sequence[_ListJob],
-        lists: Mapping[str, list[Recommendation]],
+        lists: Mapping[str, _Ranked],
         states: Mapping[str, SessionState],
     ) -> dict[str, str]:
         """Store states and the new lists; returns the stored list JSON by trigger event id."""
@@ -221,42 +244,54 @@ class Pipeline:
         states = {sid: a.state() for sid, a in last.items()}
         return jobs, states
 
-    def _rank(self, jobs: Sequence[_ListJob]) -> dict[str, list[Recommendation]]:
+    def variant_of(self, user_id: str) -> str | None:
+        """The user's A/B test variant (None outside a test)."""
+        return None if self._assigner is None else self._assigner.assign(user_id)
+
+    def _rank(self, jobs: Sequence[_ListJob]) -> dict[str, _Ranked]:
         """Lists by trigger event id for the jobs without a stored one: ONE ranker call for the
-        whole batch. (Two copies of one event in a batch share one list.) An event the ranker
-        fails on is left out."""
-        due: dict[str, SessionState] = {}
+        whole batch (per variant during an A/B test). (Two copies of one event in a batch share
+        one list.) An event the ranker fails on is left out."""
+        due: dict[str | None, dict[str, SessionState]] = {}
         for job in jobs:
-            if job.stored_json is None and job.event_id not in due:
+            group = due.setdefault(self.variant_of(job.applied.event.user_id), {})
+            if job.stored_json is None and job.event_id not in group:
                 state = job.applied.state_after_event()
                 # A redelivered start whose record was trimmed from the log: rank on what is kept.
-                due[job.event_id] = state if state is not None else job.applied.state()
-        if not due:
-            return {}
+                group[job.event_id] = state if state is not None else job.applied.state()
+        out: dict[str, _Ranked] = {}
+        for variant, group in due.items():
+            if group:
+                lists = self._rank_group(self._rankers[variant], group)
+                out |= {eid: _Ranked(variant, recs) for eid, recs in lists.items()}
+        return out
+
+    def _rank_group(
+        self, ranker: Ranker, due: Mapping[str, SessionState]
+    ) -> dict[str, list[Recommendation]]:
         k = self._settings.top_k
         try:
-            lists = self._ranker.recommend(list(due.values()), k)
+            lists = ranker.recommend(list(due.values()), k)
             return dict(zip(due, lists, strict=True))
         except Exception:
             log.exception("ranking a batch of %d failed; ranking one by one", len(due))
         out: dict[str, list[Recommendation]] = {}
         for event_id, state in due.items():
             try:
-                out[event_id] = self._ranker.recommend([state], k)[0]
+                out[event_id] = ranker.recommend([state], k)[0]
             except Exception:
                 log.exception("ranking failed for event %s", event_id)
         return out
 
-    def _message(
-        self, event: PlayEvent, recs: list[Recommendation], now_ms: int
-    ) -> RecommendationMessage:
+    def _message(self, event: PlayEvent, ranked: _Ranked, now_ms: int) -> RecommendationMessage:
         return RecommendationMessage(
             user_id=event.user_id,
             session_id=event.session_id,
             trigger_event_id=event.event_id,
-            model_version=self._ranker.model_version,
+            model_version=self._rankers[ranked.variant].model_version,
+            variant=ranked.variant,
             generated_at=now_ms,
-            recommendations=recs,
+            recommendations=ranked.recs,
         )
 
     # --- Kafka --------------------------------------------------------------------------------
@@ -302,16 +337,19 @@ class Pipeline:
         acks = [await self._publisher.send(topic, key, value) for topic, key, value in records]
         await asyncio.gather(*acks)
 
-    def _observe_published(
-        self, jobs: Sequence[_ListJob], lists: Mapping[str, list[Recommendation]]
-    ) -> None:
+    def _observe_published(self, jobs: Sequence[_ListJob], lists: Mapping[str, _Ranked]) -> None:
         now = self._clock()
         for job in jobs:
             ts = job.source.timestamp_ms
             if ts is not None:
                 metrics.EVENT_TO_RECOMMENDATION.observe(max(0.0, now - ts / 1000))
-            recs = None if job.stored_json is not None else lists.get(job.event_id)
-            metrics.RECOMMENDATIONS.labels("stored" if recs is None else _list_source(recs)).inc()
+            ranked = None if job.stored_json is not None else lists.get(job.event_id)
+            if ranked is None:
+                metrics.RECOMMENDATIONS.labels("stored").inc()
+                continue
+            metrics.RECOMMENDATIONS.labels(_list_source(ranked.recs)).inc()
+            if ranked.variant is not None:
+                metrics.VARIANT_LISTS.labels(ranked.variant).inc()
 
     # --- bookkeeping --------------------------------------------------------------------------
 
@@ -321,8 +359,11 @@ class Pipeline:
             if a.duplicate:
                 result.duplicates += 1
                 metrics.DUPLICATE_EVENTS.inc()
-            else:
-                result.applied += 1
+                continue
+            result.applied += 1
+            variant = self.variant_of(a.event.user_id)
+            if variant is not None and isinstance(a.event, TrackEnd):
+                metrics.VARIANT_OUTCOMES.labels(variant, outcome_of(a.event)).inc()
 
     async def _retry(self, dependency: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op`` until it succeeds, backing off exponentially between failures."""

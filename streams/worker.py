@@ -17,6 +17,10 @@ Shutdown (SIGTERM/SIGINT, handled by mode's Worker): Faust stops fetching, waits
 message that reached the agent is acked (``stream_wait_empty``), so the batch in flight finishes,
 commits, then stops the agent, the consumer and the producer; the worker then closes Redis.
 
+A/B test (``NP_MODEL_VARIANTS``, :mod:`models.experiments`): every variant's model is loaded once
+at start-up (a bad spec or a missing version stops the worker before it consumes anything); each
+listener's lists come from the model of the listener's variant.
+
 HTTP on ``settings.worker_metrics_port`` (Faust's web server): ``/metrics`` (Prometheus),
 ``/healthz`` (the process is up) and ``/readyz`` (503 naming the failing dependency).
 """
@@ -39,6 +43,12 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from features.store import FeatureStore, SessionCache
+from models.experiments import (
+    Experiment,
+    ExperimentError,
+    experiment_from,
+    load_variant_recommenders,
+)
 from models.recommender import Recommender
 from models.registry import resolve_version_dir
 from nowplaying import metrics
@@ -67,10 +77,19 @@ class FaustPublisher:
 class WorkerRuntime:
     """The worker's clients and the pipeline; created once in :func:`run`, injected into the app."""
 
-    def __init__(self, settings: Settings, redis: Any, recommender: Recommender) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Any,
+        recommender: Recommender,
+        experiment: Experiment | None = None,
+        variants: dict[str, Recommender] | None = None,
+    ) -> None:
         self.settings = settings
         self.redis = redis
         self.recommender = recommender
+        self.experiment = experiment
+        self.variants = variants
         self.store = FeatureStore(
             redis,
             Keys(settings.redis_key_prefix),
@@ -82,7 +101,21 @@ class WorkerRuntime:
         self.positions: dict[tuple[str, int], int] = {}
 
     def attach(self, app: faust.App) -> None:
-        self.pipeline = Pipeline(self.settings, self.store, self.recommender, FaustPublisher(app))
+        self.pipeline = Pipeline(
+            self.settings,
+            self.store,
+            self.recommender,
+            FaustPublisher(app),
+            variants=self.variants,
+            assigner=self.experiment,
+        )
+
+    @property
+    def variant_versions(self) -> dict[str, str] | None:
+        """The A/B test's model version by variant name (None outside a test)."""
+        if self.variants is None:
+            return None
+        return {name: r.model_version for name, r in self.variants.items()}
 
     async def handle(self, events: Sequence[Any], consumer: Any) -> None:
         """Process one batch of Faust events; ack them only when the pipeline is done."""
@@ -190,6 +223,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime, datadir: Path) -> faus
                 "status": "ready" if not failing else "not ready",
                 "failing": failing,
                 "model_version": runtime.recommender.model_version,
+                "variants": runtime.variant_versions,
             }
             return self.json(body, status=200 if not failing else 503)
 
@@ -233,6 +267,56 @@ def load_recommender(settings: Settings) -> Recommender:
     return recommender
 
 
+def load_experiment(settings: Settings) -> tuple[Experiment, dict[str, Recommender]] | None:
+    """The A/B test of ``NP_MODEL_VARIANTS`` with every variant's model loaded (None when the
+    spec is empty). Raises :class:`ExperimentError` on a bad spec or a model that does not load."""
+    experiment = experiment_from(settings.model_variants, settings.experiment_salt)
+    if experiment is None:
+        return None
+    variants = load_variant_recommenders(
+        experiment,
+        settings.model_dir,
+        intra_op_threads=settings.ort_intra_op_threads,
+        candidates=settings.candidates,
+    )
+    shares = ",".join(
+        f"{v.name}={variants[v.name].model_version}:{v.weight}" for v in experiment.variants
+    )
+    first = variants[experiment.variants[0].name]
+    metrics.MODEL_INFO.info(
+        {
+            "version": first.model_version,
+            "feature_version": str(first.feature_version),
+            "path": str(settings.model_dir / first.model_version),
+            "variants": shares,
+            "experiment_salt": settings.experiment_salt,
+        }
+    )
+    return experiment, variants
+
+
+def _load_models(
+    settings: Settings,
+) -> tuple[Recommender, Experiment | None, dict[str, Recommender] | None]:
+    """The single model, or the A/B test's variants (the first variant's model standing for
+    the worker's ``model_version`` in /readyz)."""
+    loaded = load_experiment(settings)
+    if loaded is None:
+        return load_recommender(settings), None, None
+    experiment, variants = loaded
+    if settings.model_version:
+        log.warning("NP_MODEL_VARIANTS is set: NP_MODEL_VERSION is ignored")
+    for v in experiment.variants:
+        log.info(
+            "A/B variant %s: model %s, weight %d/%d",
+            v.name,
+            variants[v.name].model_version,
+            v.weight,
+            experiment.total_weight,
+        )
+    return variants[experiment.variants[0].name], experiment, variants
+
+
 def _free_port(settings: Settings) -> int:
     with socket.socket() as sock:
         sock.bind((settings.worker_metrics_host, 0))
@@ -243,7 +327,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """Entry point of ``nowplaying worker``."""
     started = time.monotonic()
     try:
-        recommender = load_recommender(settings)
+        recommender, experiment, variants = _load_models(settings)
+    except ExperimentError as exc:
+        log.error("bad A/B test (NP_MODEL_VARIANTS=%r): %s", settings.model_variants, exc)
+        return 2
     except Exception as exc:
         log.error("cannot load the model from %s: %s", settings.model_dir, exc)
         return 2
@@ -258,7 +345,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     redis = async_redis_client(settings)
-    runtime = WorkerRuntime(settings, redis, recommender)
+    runtime = WorkerRuntime(settings, redis, recommender, experiment, variants)
     with tempfile.TemporaryDirectory(prefix="nowplaying-faust-") as datadir:
         app = build_app(settings, runtime, Path(datadir))
         worker = faust.Worker(app, loop=loop, loglevel=settings.log_level)
