@@ -2,7 +2,8 @@
 
 ``latest`` is a text file holding the name of the latest version folder. It is replaced
 atomically (write a temporary file, then ``os.replace``), so readers see the old or the new
-version, never a partial one.
+version, never a partial one. ``history`` holds the versions ``latest`` named before, one per
+line, newest last (``nowplaying models rollback`` goes back along it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 LATEST: Final = "latest"
+HISTORY: Final = "history"
 MODEL_FILE: Final = "model.onnx"
 METADATA_FILE: Final = "metadata.json"
 #: LightGBM's own text model of the same booster (for comparisons and inspection).
@@ -42,13 +44,42 @@ def resolve_version_dir(model_dir: Path, version: str | None = None) -> Path:
     return version_dir
 
 
-def publish_version(model_dir: Path, version_dir: Path) -> None:
-    """Point ``latest`` at ``version_dir`` (a folder directly inside ``model_dir``), atomically."""
+def publish_version(model_dir: Path, version_dir: Path, *, record_history: bool = True) -> None:
+    """Point ``latest`` at ``version_dir`` (a folder directly inside ``model_dir``), atomically;
+    the version it named before is appended to ``history`` (unless ``record_history`` is off)."""
     if version_dir.resolve().parent != model_dir.resolve():
         raise ValueError(f"{version_dir} is not a version folder of {model_dir}")
-    tmp = model_dir / f".{LATEST}.{os.getpid()}.tmp"
-    tmp.write_text(version_dir.name + "\n", encoding="utf-8")
-    os.replace(tmp, model_dir / LATEST)
+    previous = latest_version(model_dir)
+    if record_history and previous and previous != version_dir.name:
+        write_history(model_dir, [*read_history(model_dir), previous])
+    _write_atomically(model_dir / LATEST, version_dir.name + "\n")
+
+
+def latest_version(model_dir: Path) -> str | None:
+    """The version ``latest`` names, or None."""
+    try:
+        return (model_dir / LATEST).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def read_history(model_dir: Path) -> list[str]:
+    """The versions ``latest`` named before, oldest first."""
+    try:
+        text = (model_dir / HISTORY).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def write_history(model_dir: Path, versions: list[str]) -> None:
+    _write_atomically(model_dir / HISTORY, "".join(f"{v}\n" for v in versions))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def list_versions(model_dir: Path) -> list[str]:

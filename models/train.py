@@ -46,7 +46,13 @@ from models.evaluate import Evaluation, evaluate_sessions, summary_table, write_
 from models.export import INPUT_NAME, TARGET_OPSET, export_onnx, onnx_session
 from models.queries import Query, RankingData, session_queries, training_data
 from models.recommender import Recommender
-from models.registry import LIGHTGBM_FILE, METADATA_FILE, MODEL_FILE, publish_version
+from models.registry import (
+    LIGHTGBM_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    latest_version,
+    publish_version,
+)
 from nowplaying.settings import Settings
 
 
@@ -383,6 +389,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             data_info=data_info,
             progress=progress,
             evaluate=not getattr(args, "no_eval", False),
+            publish=not getattr(args, "no_publish", False),
         )
     except DataError as exc:
         print(f"nowplaying train: {exc}", file=sys.stderr)
@@ -395,7 +402,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 def _print_summary(version_dir: Path, elapsed: float) -> None:
     metadata = json.loads((version_dir / METADATA_FILE).read_text(encoding="utf-8"))
     training = metadata["training"]
-    print(f"model: {version_dir} (latest)")
+    latest = latest_version(version_dir.parent) == version_dir.name
+    print(f"model: {version_dir}" + (" (latest)" if latest else ""))
     print(
         f"trained in {elapsed:.1f} s on {training['queries']} queries / {training['rows']} rows; "
         f"{metadata['model']['best_iteration']} trees; {len(FEATURE_NAMES)} features "

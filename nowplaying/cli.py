@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--folds", type=int, default=4, help="out-of-fold artifact folds (1: none)")
     p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
+    p.add_argument(
+        "--no-publish",
+        action="store_true",
+        help="leave 'latest' alone (promote later with `nowplaying models promote`)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(runner="models.train:run")
 
@@ -71,6 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None, help="model version folder (default latest)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(runner="models.evaluate:run")
+
+    p = sub.add_parser("models", help="list, promote and roll back model versions")
+    p.add_argument("--model-dir", type=Path, default=None, help="registry (NP_MODEL_DIR)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="versions with their offline figures; * marks latest")
+    promote = actions.add_parser("promote", help="point 'latest' at VERSION, behind the gate")
+    promote.add_argument("version", metavar="VERSION")
+    promote.add_argument("--force", action="store_true", help="promote even if the gate refuses")
+    promote.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.005,
+        help="accepted test NDCG@10 drop below the current latest",
+    )
+    actions.add_parser("rollback", help="point 'latest' back at the previous latest")
+    p.set_defaults(runner="models.manage:run")
 
     p = sub.add_parser("worker", help="run the stream worker (Faust)")
     p.set_defaults(runner="streams.worker:run")

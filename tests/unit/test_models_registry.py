@@ -29,7 +29,9 @@ def test_latest_pointer_follows_the_last_published_version(tmp_path: Path) -> No
     assert resolve_version_dir(tmp_path) == second
     assert resolve_version_dir(tmp_path, "20261128T100000Z-aaaaaa") == first
     assert list_versions(tmp_path) == [first.name, second.name]
-    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["latest"]
+    # no temporary file left behind; the history holds the version ``latest`` named before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["history", "latest"]
+    assert (tmp_path / "history").read_text() == f"{first.name}\n"
 
 
 def test_empty_registry_is_a_clear_error(tmp_path: Path) -> None:
