@@ -79,6 +79,7 @@ class RunConfig:
     startup_timeout_s: float = 120.0
     drain_timeout_s: float = 120.0
     settle_timeout_s: float = 300.0
+    always_rates: tuple[float, ...] = ()  # run even after falling behind at a lower rate
     concurrent_sessions: int = 200
     sample_interval_s: float = 0.5
 
@@ -312,7 +313,12 @@ async def run_impl(
         offset = config.warmup_events
         saturated_at: float | None = None
         for k, step in enumerate(config.steps):
-            if step.rate is not None and saturated_at is not None and step.rate > saturated_at:
+            if (
+                step.rate is not None
+                and saturated_at is not None
+                and step.rate > saturated_at
+                and step.rate not in config.always_rates
+            ):
                 log.warning("%s: skipping %g/s (it fell behind at %g/s)", impl.name, step.rate,
                             saturated_at)  # fmt: skip
                 continue

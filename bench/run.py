@@ -275,7 +275,11 @@ async def _run_e2e(settings: Settings, plan: Plan, report: Report, out: Path, qu
     ):
         if not steps:
             continue
-        config = e2e.RunConfig(steps=steps, warmup_events=plan.warmup_events)
+        config = e2e.RunConfig(
+            steps=steps,
+            warmup_events=plan.warmup_events,
+            always_rates=tuple(rate for rate, _ in targets.P99_TARGETS),
+        )
         try:
             results = await e2e.run_impl(
                 settings=settings,
