@@ -3,6 +3,9 @@ tests: trained on SYNTHETIC sessions in seconds, never published unless asked.""
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 from models.datasets import synthetic_sessions
@@ -25,3 +28,19 @@ def train_tiny(registry: Path, *, seed: int, trees: int, publish: bool = False) 
         data_info={"kind": "synthetic", "limit": TINY_SESSIONS},
         publish=publish,
     )
+
+
+_shared: dict[str, tuple[Path, str, str]] = {}
+
+
+def shared_two_versions() -> tuple[Path, str, str]:
+    """A registry with two tiny versions, trained once per test process (deleted at exit):
+    ``latest`` names the first; the second differs (other seed, fewer trees) and is not
+    published. Tests must not change it (copy it first)."""
+    if "registry" not in _shared:
+        folder = Path(tempfile.mkdtemp(prefix="np-test-two-versions-"))
+        atexit.register(shutil.rmtree, folder, True)
+        first = train_tiny(folder, seed=1, trees=12, publish=True)
+        second = train_tiny(folder, seed=2, trees=4)
+        _shared["registry"] = (folder, first.name, second.name)
+    return _shared["registry"]

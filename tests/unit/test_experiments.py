@@ -22,7 +22,7 @@ from models.experiments import (
 from nowplaying import metrics
 from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
 from streams.pipeline import Pipeline
-from tests.support.tiny_models import train_tiny
+from tests.support.tiny_models import shared_two_versions
 from tests.unit.test_pipeline_core import (
     NOW_S,
     FakePublisher,
@@ -125,11 +125,9 @@ def test_split_follows_the_weights(weights: tuple[int, ...]) -> None:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
-    folder = tmp_path_factory.mktemp("registry")
-    older = train_tiny(folder, seed=1, trees=8, publish=True)
-    newer = train_tiny(folder, seed=2, trees=4)
-    return folder, older.name, newer.name
+def registry() -> tuple[Path, str, str]:
+    """Two tiny versions; ``latest`` names the older."""
+    return shared_two_versions()
 
 
 def test_every_variant_gets_its_model_and_latest_is_the_pointer(

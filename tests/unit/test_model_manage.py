@@ -13,16 +13,13 @@ import pytest
 
 from models.registry import LATEST, latest_version, read_history
 from nowplaying.cli import main
-from tests.support.tiny_models import train_tiny
+from tests.support.tiny_models import shared_two_versions, train_tiny
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+def trained() -> tuple[Path, str, str]:
     """A registry with two versions (``latest`` names the first); never changed by tests."""
-    folder = tmp_path_factory.mktemp("trained")
-    first = train_tiny(folder, seed=1, trees=12, publish=True)
-    second = train_tiny(folder, seed=2, trees=4)
-    return folder, first.name, second.name
+    return shared_two_versions()
 
 
 @pytest.fixture
