@@ -8,8 +8,8 @@ replayed in cycles, each cycle under new session ids, so the worker always sees 
 The worker's session cache is bounded to ``SOAK_CACHE_SESSIONS`` (``NP_SESSION_CACHE_SESSIONS``)
 so that it is full, its steady state, well before the end. Every ``SAMPLE_S`` seconds the
 worker's resident memory (``VmRSS``) and consumer lag are sampled. Warm-up is the first
-quarter of the run (the session cache, allocator arenas and onnxruntime buffers fill up);
-after it, the least-squares slope of RSS must stay under
+half of the run (the session cache fills in ~7 minutes; the allocator keeps settling for a while
+after); over the second half, the least-squares slope of RSS must stay under
 ``MAX_GROWTH_MIB_PER_HOUR``. The figures go to the test output and to
 ``test-artifacts/soak.json``. At the end: every track start has a list, nothing is
 dead-lettered, and a sample of sessions passes the full invariant.
@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.soak, pytest.mark.integration]
 
 PlayEvent = TrackStart | TrackEnd
 SAMPLE_S = 5.0
-WARMUP_SHARE = 0.25
+WARMUP_SHARE = 0.5
 MAX_GROWTH_MIB_PER_HOUR = 20.0
 SAMPLED_SESSIONS = 300
 #: The worker's session cache (LRU). At 200 events/s about 5 new sessions start per second, so
