@@ -59,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", type=int, default=200, help="boosting rounds (early-stopped)")
     p.add_argument("--leaves", type=int, default=31)
     p.add_argument(
-        "--negatives", type=int, default=40, help="sampled candidates per training query"
+        "--negatives", type=int, default=16, help="sampled candidates per training query"
     )
     p.add_argument("--folds", type=int, default=4, help="out-of-fold artifact folds (1: none)")
+    p.add_argument("--threads", type=int, default=1, help="LightGBM threads (0: all cores)")
     p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
     p.add_argument(
         "--no-publish",
