@@ -68,7 +68,7 @@ def fixed(rates: tuple[float, ...], seconds: float) -> tuple[e2e.Step, ...]:
     return tuple(e2e.Step(r, int(r * seconds)) for r in rates)
 
 
-def plan_for(suite: str, quick: bool) -> Plan:
+def plan_for(suite: str, quick: bool, rss_rate: float = 0.0) -> Plan:
     if quick:
         tiny = (e2e.Step(200.0, 200), e2e.Step(None, 500))
         return Plan(
@@ -86,9 +86,10 @@ def plan_for(suite: str, quick: bool) -> Plan:
     elif suite == "rss":
         # A warm-up step fills the worker's session cache (RSS_CACHE_SESSIONS) first; the RSS
         # target is checked on the measured step after it.
+        rate = rss_rate or RSS_RATE
         worker = (
-            e2e.Step(RSS_RATE, int(RSS_RATE * RSS_WARMUP_SECONDS)),
-            e2e.Step(RSS_RATE, int(RSS_RATE * RSS_SECONDS)),
+            e2e.Step(rate, int(rate * RSS_WARMUP_SECONDS)),
+            e2e.Step(rate, int(rate * RSS_SECONDS)),
         )
     return Plan(
         stages=suite in {"stages", "all"},
@@ -159,8 +160,7 @@ def quality_configs(
     """The configuration in use first, then cheaper ones: fewer candidates, and a smaller model
     when asked for (``--small-model``: trained once, ~3 minutes) or already trained."""
     n = settings.candidates
-    spec = QUICK_MODEL if quick else MAIN_MODEL
-    main = f"{spec.trees} trees / {spec.leaves} leaves"
+    main = model_label(version_dir)
     configs = [
         (f"{main}, {n} candidates (in use)", version_dir, n),
         (f"{main}, {n // 2} candidates", version_dir, n // 2),
@@ -169,9 +169,18 @@ def quality_configs(
     small_registry = Path("var") / "bench-models-small"
     if not quick and (small_model or usable_model(small_registry, SMALL_MODEL) is not None):
         small_dir = ensure_model(settings, small_registry, SMALL_MODEL)
-        small = f"{SMALL_MODEL.trees} trees / {SMALL_MODEL.leaves} leaves"
-        configs.append((f"{small}, {n} candidates", small_dir, n))
+        configs.append((f"{model_label(small_dir)}, {n} candidates", small_dir, n))
     return configs
+
+
+def model_label(version_dir: Path) -> str:
+    """``134 trees (200, early-stopped) / 31 leaves``: the trees the model really has."""
+    summary = model_summary(version_dir)
+    meta = json.loads((version_dir / METADATA_FILE).read_text())
+    asked = meta.get("params", {}).get("trees")
+    trees = summary.get("trees") or asked
+    stopped = f" ({asked}, early-stopped)" if asked and trees != asked else ""
+    return f"{trees} trees{stopped} / {summary.get('leaves')} leaves"
 
 
 def data_present(settings: Settings) -> bool:
@@ -189,7 +198,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    plan = plan_for(suite, quick)
+    rss_rate = float(getattr(args, "rss_rate", None) or RSS_RATE)
+    plan = plan_for(suite, quick, rss_rate)
     model_dir = bench_model_dir(args, quick)
     version_dir = ensure_model(settings, model_dir, QUICK_MODEL if quick else MAIN_MODEL)
     settings = settings.model_copy(
@@ -209,7 +219,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         report.notes.append(
             f"rss: worker session cache bounded to {RSS_CACHE_SESSIONS} sessions "
             f"(NP_SESSION_CACHE_SESSIONS) so that a {RSS_WARMUP_SECONDS:.0f} s warm-up step at "
-            f"{RSS_RATE:g} events/s fills it; the RSS target is checked on the "
+            f"{rss_rate:g} events/s fills it; the RSS target is checked on the "
             f"{RSS_SECONDS / 60:.0f}-minute step after it"
         )
     states = stages.sample_states(settings, 200 if quick else 2000)

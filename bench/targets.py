@@ -163,7 +163,7 @@ def _naive_check(runs: Sequence[E2EResult], checks: list[TargetCheck]) -> None:
 
 def _rss_check(runs: Sequence[E2EResult], checks: list[TargetCheck]) -> None:
     for run in runs:
-        long_enough = run.duration_s >= RSS_MIN_SECONDS and run.offered_rate == RSS_RATE
+        long_enough = run.duration_s >= RSS_MIN_SECONDS and run.offered_rate is not None
         if run.impl != "worker" or not long_enough:
             continue
         if run.rss_mb_start is None or run.rss_mb_end is None:
@@ -174,7 +174,7 @@ def _rss_check(runs: Sequence[E2EResult], checks: list[TargetCheck]) -> None:
             TargetCheck(
                 "RSS flat",
                 f"worker RSS flat (+/- {RSS_TOLERANCE:.0%}) over {run.duration_s / 60:.0f} min "
-                f"at {RSS_RATE:g} events/s",
+                f"at {run.offered_rate:g} events/s (target rate {RSS_RATE:g})",
                 f"{run.rss_mb_start:.0f} -> {run.rss_mb_end:.0f} MiB ({change:+.1%}); "
                 f"per minute: {minutes}; kept up: {run.kept_up}",
                 abs(change) / RSS_TOLERANCE,

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also train (once) and compare a 50-tree / 15-leaf model (quality next to cost)",
     )
+    p.add_argument(
+        "--rss-rate", type=float, default=None, help="events/s of the rss suite (default 500)"
+    )
     p.set_defaults(runner="bench.run:run")
 
     return parser
