@@ -31,32 +31,50 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
     )
-    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
-    kafka_sasl_mechanism: KafkaSaslMechanism | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
-    kafka_ssl_password: SecretStr | None = None
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA bundle that signs the brokers' certificates."
+    )
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
+    kafka_ssl_password: SecretStr | None = Field(
+        None, description="Password of the client private key."
+    )
 
-    topic_play_events: str = "play-events"
-    topic_recommendations: str = "now-playing-recommendations"
-    topic_dead_letters: str = "play-events-dlq"
+    topic_play_events: str = Field(
+        "play-events", description="Input topic of play events (key: user_id)."
+    )
+    topic_recommendations: str = Field(
+        "now-playing-recommendations", description="Output topic of Now Playing lists."
+    )
+    topic_dead_letters: str = Field(
+        "play-events-dlq", description="Dead-letter topic for invalid messages."
+    )
     topic_partitions: int = Field(8, ge=1, description="Partitions for the topics we create.")
-    topic_replication_factor: int = Field(1, ge=1)
-    consumer_group: str = "nowplaying-worker"
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of the topics we create."
+    )
+    consumer_group: str = Field(
+        "nowplaying-worker", description="Kafka consumer group (and Faust app id) of the workers."
+    )
 
     # --- Redis ---------------------------------------------------------------------------
     redis_url: str = Field(
         "redis://127.0.0.1:6380/0",
         description="redis:// or rediss:// URL; with redis_cluster=true any node of the cluster.",
     )
-    redis_cluster: bool = False
-    redis_username: str | None = None
-    redis_password: SecretStr | None = None
-    redis_ssl_ca_certs: Path | None = None
-    redis_key_prefix: str = "np"
+    redis_cluster: bool = Field(False, description="Use a Redis Cluster client.")
+    redis_username: str | None = Field(None, description="Redis ACL user.")
+    redis_password: SecretStr | None = Field(None, description="Redis password.")
+    redis_ssl_ca_certs: Path | None = Field(None, description="CA bundle for rediss:// URLs.")
+    redis_key_prefix: str = Field("np", description="Prefix of every Redis key.")
 
     # --- Models and data -----------------------------------------------------------------
     model_dir: Path = Field(
@@ -86,8 +104,8 @@ class Settings(BaseSettings):
         ge=1,
         description="Sessions whose log and state a worker keeps in memory (LRU); bounds its RSS.",
     )
-    top_k: int = Field(10, ge=1, le=200)
-    candidates: int = Field(200, ge=1)
+    top_k: int = Field(10, ge=1, le=200, description="Length of each Now Playing list.")
+    candidates: int = Field(200, ge=1, description="Candidates ranked per track start.")
     batch_max_events: int = Field(200, ge=1, description="Events taken per agent iteration.")
     batch_within_seconds: float = Field(0.005, gt=0, description="How long to wait to fill one.")
     max_event_bytes: int = Field(16384, ge=256, description="Larger messages are dead-lettered.")
@@ -95,8 +113,12 @@ class Settings(BaseSettings):
         86400, ge=0, description="Events further than this in the future are dead-lettered."
     )
     ort_intra_op_threads: int = Field(1, ge=0, description="onnxruntime threads per call.")
-    retry_initial_seconds: float = Field(0.1, gt=0)
-    retry_max_seconds: float = Field(5.0, gt=0)
+    retry_initial_seconds: float = Field(
+        0.1, gt=0, description="First back-off after a failing Redis or Kafka call."
+    )
+    retry_max_seconds: float = Field(
+        5.0, gt=0, description="Longest back-off; retries go on until the dependency answers."
+    )
     worker_session_timeout_seconds: float = Field(
         30.0,
         ge=6.0,
@@ -108,8 +130,10 @@ class Settings(BaseSettings):
     )
 
     # --- HTTP ----------------------------------------------------------------------------
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(8000, ge=0, le=65535)
+    api_host: str = Field("127.0.0.1", description="Interface the API binds.")
+    api_port: int = Field(
+        8000, ge=0, le=65535, description="Port of the HTTP API and the live page."
+    )
     worker_metrics_port: int = Field(
         8001, ge=0, le=65535, description="Worker HTTP port: /metrics, /healthz, /readyz."
     )
@@ -119,7 +143,9 @@ class Settings(BaseSettings):
         0.4, gt=0, le=10, description="How often each live-page stream polls Redis for changes."
     )
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of every process."
+    )
 
     @property
     def kafka_servers(self) -> list[str]:
