@@ -280,9 +280,14 @@ def render_markdown(report: Report) -> str:
         )
     if report.profile_components:
         lines += ["", "## Worker CPU by component at max rate (py-spy samples)", ""]
+        waiting = sum(p for n, p in report.profile_components.items() if "select" in n)
+        busy = 100.0 - waiting
         lines += _table(
-            ["component", "share of samples %"],
-            [[name, _fmt(pct)] for name, pct in report.profile_components.items()],
+            ["component", "share of samples %", "share of busy samples %"],
+            [
+                [name, _fmt(pct), "" if "select" in name or busy <= 0 else _fmt(100 * pct / busy)]
+                for name, pct in report.profile_components.items()
+            ],
         )
     if report.profile:
         lines += ["", "## Worker profile at max rate: top functions by own samples", ""]
