@@ -152,6 +152,8 @@ def train_model(
             "onnx": {"input": INPUT_NAME, "target_opset": TARGET_OPSET, "opsets": opsets},
             "params": asdict(cfg),
             "data": {
+                "description": f"{len(sessions)} sessions, "
+                f"{sum(len(s.plays) for s in sessions)} plays (source not described)",
                 **(data_info or {}),
                 "split_seed": cfg.seed,
                 "fingerprint": fingerprint(sessions),
@@ -176,7 +178,7 @@ def train_model(
             write_report(
                 building,
                 evaluation,
-                {"version": version, "data": metadata["data"].get("description", "")},
+                {"version": version, "data": metadata["data"]["description"]},
             )
         metadata["timings_seconds"]["total"] = round(time.perf_counter() - started, 3)
         _write_metadata(building, metadata)
