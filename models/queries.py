@@ -79,41 +79,68 @@ def training_data(
     candidates: int,
     seed: int,
     max_queries: int | None = None,
+    per_session: int | None = None,
 ) -> RankingData:
     """Rows for the queries whose next track can be recommended and has a positive gain.
 
     Candidates come from the generator plus the actual next track (label ``gain``; all others 0).
-    With ``negatives`` set, only that many generator candidates (sampled, seeded per query) are
-    kept besides the positive. Queries whose next track is unknown to the artifacts, was already
-    played in the session (never recommended), or was skipped early (gain 0: no ranking signal)
-    are left out. ``max_queries`` stops after that many kept queries.
+    With ``negatives`` set, only that many generator candidates (sampled, seeded) are kept besides
+    the positive. Queries whose next track is unknown to the artifacts, was already played in the
+    session (never recommended), or was skipped early (gain 0: no ranking signal) are left out.
+    ``per_session`` keeps at most that many of a session's queries (sampled, seeded);
+    ``max_queries`` stops after that many queries.
     """
     rng = np.random.default_rng(seed)
     parts_rows: list[F32] = []
     parts_labels: list[np.ndarray] = []
     parts_tracks: list[I32] = []
-    groups: list[int] = []
     keys: list[tuple[str, int]] = []
-    for query in queries:
-        if max_queries is not None and len(groups) >= max_queries:
-            break
-        positive = artifacts.index.get(query.next_track, -1)
-        if query.gain == 0 or positive < 0 or query.next_track in query.state.played:
-            continue
+    for query in _eligible(queries, artifacts, per_session, rng)[:max_queries]:
+        positive = artifacts.index[query.next_track]
         ctx = state_context(query.state, artifacts)
         generated = generate_candidates(ctx, artifacts, candidates).tracks
         others = generated[generated != positive]
         if negatives is not None and len(others) > negatives:
-            others = rng.choice(others, negatives, replace=False)
-        tracks = np.concatenate([np.array([positive], np.int32), others.astype(np.int32)])
-        tracks = tracks[rng.permutation(len(tracks))]
-        labels = np.where(tracks == positive, query.gain, 0).astype(np.int32)
+            others = others[rng.permutation(len(others))[:negatives]]
+        # The positive goes to a random place among the (randomly ordered) negatives.
+        at = int(rng.integers(0, len(others) + 1))
+        tracks = np.insert(others, at, positive).astype(np.int32)
+        labels = np.zeros(len(tracks), np.int32)
+        labels[at] = query.gain
         parts_rows.append(rows_for(ctx, tracks, artifacts))
         parts_labels.append(labels)
         parts_tracks.append(tracks)
-        groups.append(len(tracks))
         keys.append((query.session_id, query.position))
+    groups = [len(t) for t in parts_tracks]
     return _stack(parts_rows, parts_labels, parts_tracks, groups, keys)
+
+
+def _eligible(
+    queries: Sequence[Query],
+    artifacts: TrackArtifacts,
+    per_session: int | None,
+    rng: np.random.Generator,
+) -> list[Query]:
+    """Queries with a positive gain on a recommendable next track; at most ``per_session`` of
+    each session's (queries arrive session by session)."""
+    kept: list[Query] = []
+    session: list[Query] = []
+    for query in [*queries, None]:
+        if session and (query is None or query.session_id != session[0].session_id):
+            if per_session is not None and len(session) > per_session:
+                chosen = np.sort(rng.choice(len(session), per_session, replace=False))
+                session = [session[i] for i in chosen]
+            kept += session
+            session = []
+        if query is None:
+            break
+        if (
+            query.gain > 0
+            and query.next_track in artifacts.index
+            and query.next_track not in query.state.played
+        ):
+            session.append(query)
+    return kept
 
 
 def _stack(

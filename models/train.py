@@ -6,8 +6,9 @@ model) does, on a fixed seeded 80/10/10 session split:
 1. **Training rows, out of fold.** The training sessions are cut into ``folds`` parts; the rows
    of each part's queries are built with artifacts fitted on the OTHER parts. Otherwise every
    training positive would see its own transition in the co-listen counts, and the ranker would
-   learn to trust counts far more than they deserve on unseen sessions. Each query keeps the
-   actual next track (graded label) and ``negatives`` sampled generator candidates.
+   learn to trust counts far more than they deserve on unseen sessions. At most
+   ``queries_per_session`` queries per session are kept (sampled); each keeps the actual next
+   track (graded label) and ``negatives`` sampled generator candidates.
 2. **Artifacts** for serving are fitted on all training sessions (never validation or test).
 3. **LGBMRanker(objective="lambdarank")**, early-stopped on the validation split's NDCG@10
    (validation rows: all candidates, features from the serving artifacts).
@@ -63,6 +64,7 @@ class TrainConfig:
     learning_rate: float = 0.08
     min_child_samples: int = 50
     negatives: int = 16  # sampled generator candidates per training query (besides the positive)
+    queries_per_session: int | None = 5  # sampled training queries per session (None: all)
     candidates: int = 200
     folds: int = 4  # out-of-fold artifacts for the training rows (1: no folds)
     early_stopping_rounds: int = 30
@@ -216,6 +218,7 @@ def out_of_fold_rows(train: Sequence[Session], cfg: TrainConfig, progress: bool)
             negatives=cfg.negatives,
             candidates=cfg.candidates,
             seed=cfg.seed,
+            per_session=cfg.queries_per_session,
         )
     workers = min(cfg.workers or os.cpu_count() or 1, cfg.folds)
     bar = tqdm(total=cfg.folds, desc="training rows", unit="fold", disable=not progress)
@@ -248,6 +251,7 @@ def _fold_rows(fold: int) -> RankingData:
         negatives=cfg.negatives,
         candidates=cfg.candidates,
         seed=cfg.seed + fold,
+        per_session=cfg.queries_per_session,
     )
 
 
