@@ -109,14 +109,17 @@ class TrackArtifacts:
     def pair_counts(self, sources: I64, targets: I64) -> tuple[F32, F32]:
         """(count, listened count) of ``source -> target`` for aligned index arrays; 0 where
         either index is -1 or the pair never occurred."""
-        n = len(self.track_ids)
-        count = np.zeros(sources.shape, dtype=np.float32)
-        listened = np.zeros(sources.shape, dtype=np.float32)
+        keys = sources * len(self.track_ids) + targets
+        return self.pair_counts_by_key(keys, (sources >= 0) & (targets >= 0))
+
+    def pair_counts_by_key(self, keys: I64, valid: NDArray[np.bool_]) -> tuple[F32, F32]:
+        """(count, listened count) for pair keys ``source * T + target``; 0 where not valid."""
+        count = np.zeros(keys.shape, dtype=np.float32)
+        listened = np.zeros(keys.shape, dtype=np.float32)
         if len(self.trans_keys) == 0:
             return count, listened
-        keys = sources * n + targets
         pos = np.minimum(np.searchsorted(self.trans_keys, keys), len(self.trans_keys) - 1)
-        hit = (self.trans_keys[pos] == keys) & (sources >= 0) & (targets >= 0)
+        hit = (self.trans_keys[pos] == keys) & valid
         count[hit] = self.trans_count[pos[hit]]
         listened[hit] = self.trans_listened[pos[hit]]
         return count, listened

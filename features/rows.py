@@ -65,33 +65,57 @@ _SIMS: Final = slice(_S + 12, _S + 16)
 
 def rows_for(ctx: StateContext, tracks: I32, artifacts: TrackArtifacts) -> F32:
     """Rows ``[len(tracks), N_FEATURES]`` for candidate track indices (-1: unknown track)."""
-    n = len(tracks)
+    return rows_for_many([ctx], [tracks], artifacts)
+
+
+def rows_for_many(
+    contexts: Sequence[StateContext], tracks: Sequence[I32], artifacts: TrackArtifacts
+) -> F32:
+    """The rows of several states' candidates, stacked in order: ``rows_for`` of each, built
+    with one array operation per feature group for the whole batch."""
+    sizes = np.array([len(t) for t in tracks], dtype=np.int64)
+    owner = np.repeat(np.arange(len(contexts)), sizes)  # the state of each row
+    cand = np.concatenate(tracks).astype(np.int64) if len(tracks) else np.empty(0, np.int64)
+    n = len(cand)
     out = np.empty((n, N_FEATURES), dtype=np.float32)
-    out[:, :_S] = ctx.session_features
-    out[:, _TRACK] = artifacts.track_table[tracks]
+    if n == 0:
+        return out
+    out[:, :_S] = np.stack([c.session_features for c in contexts])[owner]
+    out[:, _TRACK] = artifacts.track_table[cand]
     # One lookup for five pair kinds: current, previous, last listened, last skipped -> cand,
     # and cand -> current.
-    cand = tracks.astype(np.int64)
     sources = np.array(
-        [ctx.current, ctx.previous, ctx.last_listened, ctx.last_skipped], dtype=np.int64
-    )
-    src = np.concatenate([np.repeat(sources, n), cand])
-    dst = np.concatenate([np.tile(cand, 4), np.full(n, ctx.current, np.int64)])
-    counts, listened = artifacts.pair_counts(src, dst)
-    counts = counts.reshape(5, n)
-    out[:, _PAIRS] = np.log1p(counts).T
-    cur_count, cur_listened = counts[0], listened[:n]
-    out_count = artifacts.out_count[ctx.current] if ctx.current >= 0 else 0.0
-    cand_listen = 1.0 - out[:, _S + 1]
+        [(c.current, c.previous, c.last_listened, c.last_skipped) for c in contexts],
+        dtype=np.int64,
+    )[owner]
+    current = sources[:, 0]
+    keys = np.empty((n, 5), dtype=np.int64)
+    keys[:, :4] = sources * artifacts.n_tracks + cand[:, None]
+    keys[:, 4] = cand * artifacts.n_tracks + current
+    valid = np.empty((n, 5), dtype=bool)
+    valid[:, :4] = (sources >= 0) & (cand >= 0)[:, None]
+    valid[:, 4] = (cand >= 0) & (current >= 0)
+    counts, listened = artifacts.pair_counts_by_key(keys, valid)
+    out[:, _PAIRS] = np.log1p(counts)
+    cur_count, cur_listened = counts[:, 0], listened[:, 0]
+    out_count = np.where(current >= 0, artifacts.out_count[current], np.float32(0.0))
     out[:, _S + 8] = np.log1p(cur_listened)
-    out[:, _S + 9] = cur_count / out_count if out_count > 0 else 0.0
+    out[:, _S + 9] = np.divide(
+        cur_count, out_count, out=np.zeros(n, np.float32), where=out_count > 0
+    )
+    cand_listen = 1.0 - out[:, _S + 1]
     out[:, _S + 10] = (cur_listened + LISTEN_RATE_PRIOR * cand_listen) / (
         cur_count + LISTEN_RATE_PRIOR
     )
-    out[:, _S + 11] = np.log1p(ctx.colisten[tracks])
-    # float32 x float64 products are computed in float64 and rounded once: unlike a float32
-    # matrix product, a row's values then do not depend on how many rows are in the batch.
-    out[:, _SIMS] = artifacts.embedding_table[tracks] @ ctx.directions
+    embeddings = artifacts.embedding_table[cand]
+    start = 0
+    for ctx, size in zip(contexts, sizes.tolist(), strict=True):
+        rows = slice(start, start + size)
+        out[rows, _S + 11] = np.log1p(ctx.colisten[cand[rows]])
+        # float32 x float64 products are computed in float64 and rounded once: unlike a
+        # float32 matrix product, a value then does not depend on the batch's size.
+        out[rows, _SIMS] = embeddings[rows] @ ctx.directions
+        start += size
     return out
 
 

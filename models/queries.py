@@ -20,11 +20,13 @@ import numpy as np
 
 from features.artifacts import F32, I32, TrackArtifacts
 from features.candidates import generate_candidates
-from features.context import state_context
-from features.rows import N_FEATURES, rows_for
+from features.context import StateContext, state_context
+from features.rows import N_FEATURES, rows_for_many
 from features.session import Outcome, SessionState, apply_event
 from models.datasets import Session, session_records
 
+#: Queries whose rows are built in one batch.
+_ROW_BATCH: Final = 256
 #: Graded relevance of the actual next track: listened 2, skipped late 1, skipped early 0.
 GAIN: Final[dict[Outcome, int]] = {"listened": 2, "skip_late": 1, "skip_early": 0}
 
@@ -91,6 +93,7 @@ def training_data(
     ``max_queries`` stops after that many queries.
     """
     rng = np.random.default_rng(seed)
+    pending: list[StateContext] = []  # contexts whose rows are not built yet (they are large)
     parts_rows: list[F32] = []
     parts_labels: list[np.ndarray] = []
     parts_tracks: list[I32] = []
@@ -107,10 +110,15 @@ def training_data(
         tracks = np.insert(others, at, positive).astype(np.int32)
         labels = np.zeros(len(tracks), np.int32)
         labels[at] = query.gain
-        parts_rows.append(rows_for(ctx, tracks, artifacts))
+        pending.append(ctx)
         parts_labels.append(labels)
         parts_tracks.append(tracks)
         keys.append((query.session_id, query.position))
+        if len(pending) == _ROW_BATCH:
+            parts_rows.append(rows_for_many(pending, parts_tracks[-len(pending) :], artifacts))
+            pending = []
+    if pending:
+        parts_rows.append(rows_for_many(pending, parts_tracks[-len(pending) :], artifacts))
     groups = [len(t) for t in parts_tracks]
     return _stack(parts_rows, parts_labels, parts_tracks, groups, keys)
 

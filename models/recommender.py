@@ -25,7 +25,7 @@ import onnxruntime as ort
 from features.artifacts import F32, TrackArtifacts
 from features.candidates import DEFAULT_CANDIDATES, SOURCES, Candidates, generate_candidates
 from features.context import StateContext, state_context
-from features.rows import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, rows_for
+from features.rows import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, rows_for_many
 from features.session import SessionState
 from models.export import onnx_input_width, onnx_scores, onnx_session
 from models.registry import METADATA_FILE, MODEL_FILE
@@ -86,18 +86,16 @@ class Recommender:
         """Candidates and scores for each state; one onnxruntime call for the whole batch."""
         contexts = [state_context(s, self.artifacts) for s in states]
         cands = [generate_candidates(c, self.artifacts, self.candidates) for c in contexts]
-        parts = [
-            rows_for(c, k.tracks, self.artifacts) for c, k in zip(contexts, cands, strict=True)
-        ]
         for k in cands:
             metrics.CANDIDATES.observe(len(k))
-        rows = np.concatenate(parts) if parts else np.empty((0, N_FEATURES), np.float32)
+        rows = rows_for_many(contexts, [k.tracks for k in cands], self.artifacts)
         scores = self._run(rows) if len(rows) else np.empty(0, np.float32)
         out = []
         start = 0
-        for ctx, k, part in zip(contexts, cands, parts, strict=True):
+        for ctx, k in zip(contexts, cands, strict=True):
             end = start + len(k)
-            out.append(Scored(ctx, k, scores[start:end], part if keep_rows else None))
+            part = rows[start:end] if keep_rows else None
+            out.append(Scored(ctx, k, scores[start:end], part))
             start = end
         return out
 

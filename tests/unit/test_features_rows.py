@@ -6,7 +6,7 @@ import pytest
 from features.artifacts import TrackArtifacts, fit_artifacts
 from features.candidates import generate_candidates
 from features.context import state_context
-from features.rows import FEATURE_NAMES, N_FEATURES, build_rows, rows_for
+from features.rows import FEATURE_NAMES, N_FEATURES, build_rows, rows_for, rows_for_many
 from features.session import SessionEvent, SessionState, fold_events
 from models.datasets import split_sessions, synthetic_sessions
 
@@ -90,3 +90,22 @@ def test_rows_depend_only_on_the_state_not_on_the_batch(artifacts: TrackArtifact
     one_by_one = np.vstack([rows_for(ctx, tracks[i : i + 1], artifacts) for i in range(50)])
     assert np.array_equal(whole, one_by_one)
     assert np.array_equal(whole, rows_for(state_context(state, artifacts), tracks, artifacts))
+
+
+def test_a_batch_of_states_gives_each_state_its_own_rows(artifacts: TrackArtifacts) -> None:
+    states = [
+        SessionState(),
+        state_of(artifacts, [(3, "listened"), (4, "skip_late")], 5),
+        state_of(artifacts, [(7, "skip_early")], 8),
+        fold_events([SessionEvent("start", "not-in-training", 0, None)]),
+    ]
+    contexts = [state_context(s, artifacts) for s in states]
+    tracks = [generate_candidates(c, artifacts, 40).tracks for c in contexts]
+    tracks[2] = np.concatenate([tracks[2], np.array([-1], np.int32)])  # an unknown candidate
+    tracks.insert(1, np.empty(0, np.int32))  # a state without candidates
+    contexts.insert(1, contexts[0])
+    batch = rows_for_many(contexts, tracks, artifacts)
+    alone = np.vstack([rows_for(c, t, artifacts) for c, t in zip(contexts, tracks, strict=True)])
+    assert batch.shape == (sum(len(t) for t in tracks), N_FEATURES)
+    assert np.array_equal(batch, alone)
+    assert rows_for_many([], [], artifacts).shape == (0, N_FEATURES)
