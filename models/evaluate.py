@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -32,7 +32,7 @@ from typing import Any, Final
 import numpy as np
 from tqdm import tqdm
 
-from features.artifacts import F32, I32, TrackArtifacts
+from features.artifacts import F32, TrackArtifacts
 from features.candidates import generate_candidates
 from features.context import state_context
 from models.datasets import DataError, Session, fingerprint, load_sessions, split_sessions
@@ -199,12 +199,6 @@ def _summarise(tally: _Tally, sessions: int, candidates: int, with_parity: bool)
     )
 
 
-def ranked_track_ids(tracks: I32, scores: F32, artifacts: TrackArtifacts) -> list[str]:
-    """Track ids by descending score, ties by id (the order the recommender serves)."""
-    order = np.lexsort((tracks, -scores))
-    return [artifacts.track_ids[t] for t in tracks[order]]
-
-
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -344,7 +338,3 @@ def _sessions_for(
     path = data_meta.get("path")
     limit = args.sessions if args.sessions is not None else data_meta.get("limit")
     return load_sessions(settings, Path(path) if path else None, synthetic, limit)
-
-
-def count_queries(sessions: Iterable[Session]) -> int:
-    return sum(max(len(s.plays) - 1, 0) for s in sessions)
