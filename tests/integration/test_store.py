@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -19,13 +18,13 @@ from features.store import (
     read_session_features,
     read_user_session,
 )
-from nowplaying.clients import async_redis_client, redis_client
+from nowplaying.clients import redis_client
 from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
 from nowplaying.keys import Keys
-from nowplaying.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.services import RedisServer
 from tests.support.settings import isolated_settings
+from tests.support.store import run_with_store
 
 TS = 1_795_800_000_000
 
@@ -58,24 +57,6 @@ def message(event: TrackStart, generated_at: int) -> str:
         generated_at=generated_at,
         recommendations=[],
     ).model_dump_json()
-
-
-def run_with_store(settings: Settings, body: Callable[[FeatureStore, Any], Any]) -> Any:
-    async def main() -> Any:
-        redis = async_redis_client(settings)
-        try:
-            store = FeatureStore(
-                redis,
-                Keys(settings.redis_key_prefix),
-                settings.session_ttl_seconds,
-                settings.max_session_events,
-            )
-            await store.load_scripts()
-            return await body(store, redis)
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(main())
 
 
 def test_events_are_applied_once_and_the_log_folds_to_the_offline_state(

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import os
 import shutil
@@ -26,13 +25,12 @@ from typing import Any
 import uvicorn
 
 from features.store import FeatureStore, StoredList
-from nowplaying.clients import async_redis_client
 from nowplaying.events import Recommendation, RecommendationMessage, TrackEnd, TrackStart
-from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from serving.app import create_app
 from tests.support.pipeline import train_small_model
 from tests.support.services import free_port
+from tests.support.store import run_with_store
 
 PlayEvent = TrackStart | TrackEnd
 #: Event time of the first event of :func:`session`.
@@ -142,26 +140,15 @@ def store_like_the_worker(
 ) -> None:
     """Apply events and write states, lists and user pointers with the worker's write path."""
 
-    async def main() -> None:
-        redis = async_redis_client(settings)
-        try:
-            store = FeatureStore(
-                redis,
-                Keys(settings.redis_key_prefix),
-                settings.session_ttl_seconds,
-                settings.max_session_events,
-            )
-            await store.load_scripts()
-            applied = await store.apply_events(events)
-            states = {a.event.session_id: a.state() for a in applied}
-            messages = [RecommendationMessage.model_validate_json(m) for m in lists]
-            stored = [
-                StoredList(m.user_id, m.session_id, m.trigger_event_id, m.model_dump_json())
-                for m in messages
-            ]
-            activity = {e.user_id: (e.session_id, e.ts) for e in events}
-            await store.write_results(states, stored, activity)
-        finally:
-            await redis.aclose()
+    async def body(store: FeatureStore, _redis: Any) -> None:
+        applied = await store.apply_events(events)
+        states = {a.event.session_id: a.state() for a in applied}
+        messages = [RecommendationMessage.model_validate_json(m) for m in lists]
+        stored = [
+            StoredList(m.user_id, m.session_id, m.trigger_event_id, m.model_dump_json())
+            for m in messages
+        ]
+        activity = {e.user_id: (e.session_id, e.ts) for e in events}
+        await store.write_results(states, stored, activity)
 
-    asyncio.run(main())
+    run_with_store(settings, body)

@@ -1,0 +1,35 @@
+"""Run code against the real Redis through the worker's feature store (its write path)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from features.store import FeatureStore
+from nowplaying.clients import async_redis_client
+from nowplaying.keys import Keys
+from nowplaying.settings import Settings
+
+T = TypeVar("T")
+
+
+def run_with_store(settings: Settings, body: Callable[[FeatureStore, Any], Awaitable[T]]) -> T:
+    """Open a Redis client and a FeatureStore (scripts loaded) for ``settings``, run ``body``
+    with both, close the client, and return what ``body`` returned."""
+
+    async def main() -> T:
+        redis = async_redis_client(settings)
+        try:
+            store = FeatureStore(
+                redis,
+                Keys(settings.redis_key_prefix),
+                settings.session_ttl_seconds,
+                settings.max_session_events,
+            )
+            await store.load_scripts()
+            return await body(store, redis)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(main())
