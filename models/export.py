@@ -8,16 +8,16 @@ one output ``variable`` of shape ``[N, 1]``: the ranker's raw scores. The target
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import lightgbm as lgb
 import numpy as np
-import onnx
-import onnxmltools
 import onnxruntime as ort
-from onnxmltools.convert.common.data_types import FloatTensorType
 
 from features.artifacts import F32
+
+if TYPE_CHECKING:  # the converter stack is heavy; serving never converts, so import it lazily
+    import lightgbm as lgb
+    import onnx
 
 #: Highest opset onnxmltools 1.16's LightGBM converter accepts; pinned for reproducible graphs.
 TARGET_OPSET: Final = 15
@@ -26,6 +26,9 @@ INPUT_NAME: Final = "features"
 
 def export_onnx(booster: lgb.Booster, n_features: int, path: Path) -> dict[str, int]:
     """Write the ranker as ONNX to ``path``; returns the graph's opsets by domain."""
+    import onnxmltools  # noqa: PLC0415 (heavy; only training converts)
+    from onnxmltools.convert.common.data_types import FloatTensorType  # noqa: PLC0415
+
     onx = onnxmltools.convert_lightgbm(
         booster,
         initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
