@@ -75,6 +75,13 @@ class TrackArtifacts:
     trans_keys: I64 = field(init=False)  # sorted a * T + b of every transition
     track_table: F32 = field(init=False)  # [T + 1, 3] log1p(plays), skip rate, early skip rate
     embedding_table: F32 = field(init=False)  # [T + 1, D], last row zeros
+    #: ``embedding_table`` in float64 (exact), for sums and products computed in float64
+    embedding_table64: NDArray[np.float64] = field(init=False)
+    #: The transposed transitions, b -> its predecessors a (CSR, sorted within each row), with
+    #: the counts of a -> b aligned.
+    pred_indptr: I64 = field(init=False)
+    pred_indices: I32 = field(init=False)
+    pred_count: F32 = field(init=False)
 
     def __post_init__(self) -> None:
         n = len(self.track_ids)
@@ -90,6 +97,14 @@ class TrackArtifacts:
         setattr_(self, "track_table", np.vstack([table, default]).astype(np.float32))
         zero = np.zeros((1, self.embeddings.shape[1]), np.float32)
         setattr_(self, "embedding_table", np.vstack([self.embeddings, zero]).astype(np.float32))
+        setattr_(self, "embedding_table64", self.embedding_table.astype(np.float64))
+        # Stable by target over the source-ordered entries: each predecessor row is sorted.
+        by_target = np.argsort(self.trans_indices, kind="stable")
+        pred_indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.trans_indices, minlength=n), out=pred_indptr[1:])
+        setattr_(self, "pred_indptr", pred_indptr)
+        setattr_(self, "pred_indices", rows[by_target].astype(np.int32))
+        setattr_(self, "pred_count", self.trans_count[by_target])
 
     @property
     def n_tracks(self) -> int:
@@ -130,6 +145,26 @@ class TrackArtifacts:
             return np.empty(0, np.int32), np.empty(0, np.float32)
         lo, hi = self.trans_indptr[source], self.trans_indptr[source + 1]
         return self.trans_indices[lo:hi], self.trans_count[lo:hi]
+
+    def transition_rows(self, sources: I64, *, reverse: bool = False) -> tuple[I64, I64]:
+        """The transitions out of each of ``sources`` (into it with ``reverse``), in one pass.
+
+        Returns ``(owner, entry)``: for each transition, the position in ``sources`` it belongs
+        to (ascending) and its entry in the CSR arrays (``trans_indices`` / ``trans_count`` /
+        ``trans_listened``; ``pred_indices`` / ``pred_count`` with ``reverse``), in row order.
+        A source of -1 has none.
+        """
+        indptr = self.pred_indptr if reverse else self.trans_indptr
+        known = sources >= 0
+        safe = np.where(known, sources, 0)
+        lo = indptr[safe]
+        lengths = np.where(known, indptr[safe + 1] - lo, 0)
+        owner = np.repeat(np.arange(len(sources), dtype=np.int64), lengths)
+        # entry = lo[owner] + (rank of the entry within its row)
+        ends = np.cumsum(lengths)
+        entry = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
+        entry += np.repeat(lo - (ends - lengths), lengths)
+        return owner, entry
 
     def has_transition(self, source_id: str, target_id: str) -> bool:
         a, b = self.index.get(source_id, -1), self.index.get(target_id, -1)

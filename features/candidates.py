@@ -16,13 +16,15 @@ popular tracks. Vectorised numpy, no per-candidate Python loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Final
 
 import numpy as np
 
 from features.artifacts import I32, TrackArtifacts
-from features.context import StateContext
+from features.context import MAX_BATCH_CELLS, StateContext
 
 SOURCES: Final = ("colisten", "taste", "popular")
 COLISTEN, TASTE, POPULAR = 0, 1, 2
@@ -46,20 +48,79 @@ class Candidates:
 def generate_candidates(
     ctx: StateContext, artifacts: TrackArtifacts, n: int = DEFAULT_CANDIDATES
 ) -> Candidates:
-    taken = np.zeros(artifacts.n_tracks, dtype=bool)
-    taken[ctx.played] = True
-    # Each list is long enough that exclusions and overlaps cannot leave the union short.
-    spare = len(ctx.played)
-    colisten = _take(_top_colisten(ctx, COLISTEN_QUOTA + spare), taken, min(COLISTEN_QUOTA, n))
-    taste_quota = min(TASTE_QUOTA, n - len(colisten))
-    taste = _take(_top_taste(ctx, artifacts, TASTE_QUOTA + spare), taken, taste_quota)
-    rest = n - len(colisten) - len(taste)
-    popular = _take(artifacts.popular[: rest + spare + COLISTEN_QUOTA + TASTE_QUOTA], taken, rest)
-    tracks = np.concatenate([colisten, taste, popular])
+    return generate_candidates_many([ctx], artifacts, n)[0]
+
+
+def generate_candidates_many(
+    contexts: Sequence[StateContext], artifacts: TrackArtifacts, n: int = DEFAULT_CANDIDATES
+) -> list[Candidates]:
+    """``generate_candidates`` of each context, the co-listen and popular parts computed for
+    the whole batch at once (in chunks of bounded size). Each result is independent of the
+    others in the batch."""
+    chunk = max(1, MAX_BATCH_CELLS // max(artifacts.n_tracks, 1))
+    if len(contexts) <= chunk:
+        return _candidates(contexts, artifacts, n)
+    return [
+        c
+        for i in range(0, len(contexts), chunk)
+        for c in _candidates(contexts[i : i + chunk], artifacts, n)
+    ]
+
+
+def _candidates(
+    contexts: Sequence[StateContext], artifacts: TrackArtifacts, n: int
+) -> list[Candidates]:
+    n_states = len(contexts)
+    if n_states == 0:
+        return []
+    states = np.arange(n_states)
+    taken = np.zeros((n_states, artifacts.n_tracks), dtype=bool)  # per state: played or picked
+    spare = np.array([len(c.played) for c in contexts], dtype=np.int64)
+    if spare.any():
+        taken[np.repeat(states, spare), np.concatenate([c.played for c in contexts])] = True
+    # Co-listen: the first min(quota, n) tracks not played, by score (ties by index).
+    scores = np.stack([c.colisten[:-1] for c in contexts])
+    # (np.nonzero of a 2-d array is many times slower than of a flat boolean mask.)
+    rows, cols = np.divmod(np.flatnonzero(scores != 0), artifacts.n_tracks)
+    # By state, then score descending, then index (a stable sort of the flat order): positive
+    # float32 values order as their bit patterns do.
+    bits = scores[rows, cols].view(np.int32).astype(np.int64)
+    order = np.argsort((rows << 31) | (0x7FFFFFFF - bits), kind="stable")
+    rows, cols = rows[order], cols[order]
+    fresh = ~taken[rows, cols]
+    rows, cols = rows[fresh], cols[fresh]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, states)[rows]
+    pick = rank < max(min(COLISTEN_QUOTA, n), 0)
+    colisten_rows, colisten = rows[pick], cols[pick]
+    taken[colisten_rows, colisten] = True
+    rest = n - np.bincount(colisten_rows, minlength=n_states)
+    # Taste: per state (a product over all tracks, then a partial sort).
+    taste = []
+    for b, ctx in enumerate(contexts):
+        quota = min(TASTE_QUOTA, int(rest[b]))
+        taste.append(
+            _take(_top_taste(ctx, artifacts, TASTE_QUOTA + int(spare[b])), taken[b], quota)
+        )
+    taste_count = np.array([len(t) for t in taste], dtype=np.int64)
+    rest -= taste_count
+    # Popular: the first ``rest`` tracks not taken, in popularity order.
+    limit = rest + spare + COLISTEN_QUOTA + TASTE_QUOTA  # a prefix long enough for any state
+    popular = artifacts.popular[: int(limit.max())]
+    free = ~taken[:, popular]
+    free &= np.arange(len(popular)) < limit[:, None]
+    free &= np.cumsum(free, axis=1) <= rest[:, None]
+    popular_rows, at = np.divmod(np.flatnonzero(free), len(popular))
+    # Group by state, keeping the source order: co-listen, taste, popular.
+    owner = np.concatenate([colisten_rows, np.repeat(states, taste_count), popular_rows])
+    tracks = np.concatenate([colisten, *taste, popular[at]]).astype(np.int32)
     sources = np.repeat(
-        np.array([COLISTEN, TASTE, POPULAR], np.int8), [len(colisten), len(taste), len(popular)]
+        np.array([COLISTEN, TASTE, POPULAR], np.int8),
+        [len(colisten), int(taste_count.sum()), len(at)],
     )
-    return Candidates(tracks, sources)
+    grouped = np.argsort(owner, kind="stable")
+    tracks, sources = tracks[grouped], sources[grouped]
+    bounds = np.searchsorted(owner[grouped], np.arange(n_states + 1)).tolist()
+    return [Candidates(tracks[lo:hi], sources[lo:hi]) for lo, hi in pairwise(bounds)]
 
 
 def _take(tracks: I32, taken: np.ndarray, k: int) -> I32:

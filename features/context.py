@@ -8,13 +8,15 @@ of every track.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from features.artifacts import F32, I32, TrackArtifacts
+from features.artifacts import F32, I32, I64, TrackArtifacts
 from features.session import SessionState
 
 #: Weight of the k-th most recent track's successors in the co-listen score: DECAY ** k ...
@@ -48,65 +50,138 @@ class StateContext:
 
 
 def state_context(state: SessionState, artifacts: TrackArtifacts) -> StateContext:
-    recent, listened, skipped = state.recent_tracks, state.listened_tracks, state.skipped_tracks
-    # One lookup for the three track lists, each led by -1 (the zero embedding row) so that
-    # every segment of the reduceat below is non-empty.
-    lists = artifacts.indices_of(("", *listened, "", *skipped, "", *recent))
-    starts = np.array([0, len(listened) + 1, len(listened) + len(skipped) + 2])
-    sums = np.add.reduceat(artifacts.embedding_table[lists].astype(np.float64), starts, axis=0)
+    return state_contexts([state], artifacts)[0]
+
+
+#: At most this many [T + 1] score cells are built at once (states per chunk = this // (T + 1)).
+MAX_BATCH_CELLS: Final = 1 << 21
+
+
+def state_contexts(states: Sequence[SessionState], artifacts: TrackArtifacts) -> list[StateContext]:
+    """The context of each state, resolved together: one track-id lookup, one centroid sum and
+    one co-listen scatter per chunk of states. A state's context does not depend on the others."""
+    chunk = max(1, MAX_BATCH_CELLS // (artifacts.n_tracks + 1))
+    if len(states) <= chunk:
+        return _contexts(states, artifacts)
+    return [
+        c for i in range(0, len(states), chunk) for c in _contexts(states[i : i + chunk], artifacts)
+    ]
+
+
+def _contexts(states: Sequence[SessionState], artifacts: TrackArtifacts) -> list[StateContext]:
+    n_states = len(states)
+    if n_states == 0:
+        return []
+    index = artifacts.index
+    # One lookup for every state's three track lists, each list led by "" (index -1: the zero
+    # embedding row) so that every segment of the reduceat below is non-empty, then the played
+    # tracks.
+    ids: list[str] = []
+    starts: list[int] = []  # per state: listened, skipped and recent segments
+    for state in states:
+        at = len(ids)
+        listened, skipped = state.listened_tracks, state.skipped_tracks
+        starts += (at, at + len(listened) + 1, at + len(listened) + len(skipped) + 2)
+        ids += ("", *listened, "", *skipped, "", *state.recent_tracks)
+    n_lists = len(ids)
+    played_ends = []
+    for state in states:
+        ids += state.played
+        played_ends.append(len(ids) - n_lists)
+    looked_up = np.fromiter(map(index.get, ids, repeat(-1)), dtype=np.int32, count=len(ids))
+    lists = looked_up[:n_lists]
+    table = artifacts.embedding_table64
+    sums = np.add.reduceat(table[lists], starts, axis=0)
     norms = np.sqrt((sums * sums).sum(axis=1))
     centroids = sums / np.where(norms > 0, norms, 1.0)[:, None]
-    index = artifacts.index
-    current = index.get(state.current_track, -1) if state.current_track else -1
-    directions = np.empty((artifacts.embedding_table.shape[1], 4), dtype=np.float64)
-    directions[:, 0] = artifacts.embedding_table[current] if current >= 0 else 0.0
-    directions[:, 1:] = centroids.T
-    recent_idx = lists[starts[2] + 1 :]
-    played = artifacts.indices_of(list(state.played))
-    return StateContext(
-        state=state,
-        current=current,
-        previous=int(recent_idx[-2]) if len(recent_idx) >= 2 else -1,
-        last_listened=index.get(state.last_listened, -1) if state.last_listened else -1,
-        last_skipped=index.get(state.last_skipped, -1) if state.last_skipped else -1,
-        played=played[played >= 0],
-        session_features=_session_features(state, current, artifacts),
-        directions=directions,
-        colisten=_colisten_scores(artifacts, recent_idx[-COLISTEN_DEPTH:]),
+    currents = [index.get(s.current_track, -1) if s.current_track else -1 for s in states]
+    dim = table.shape[1]
+    directions = np.empty((n_states, dim, 4), dtype=np.float64)
+    directions[:, :, 0] = table[currents]  # the zero row for -1
+    directions[:, :, 1:] = centroids.reshape(n_states, 3, dim).transpose(0, 2, 1)
+
+    recents: list[I32] = []
+    colisten_sources: list[int] = []  # known recent tracks, newest first per state
+    colisten_owner: list[int] = []
+    colisten_age: list[int] = []
+    ends = [*starts[3::3], n_lists]
+    for b in range(n_states):
+        recent = lists[starts[3 * b + 2] + 1 : ends[b]]
+        recents.append(recent)
+        for age, source in enumerate(recent[::-1][:COLISTEN_DEPTH].tolist()):
+            if source >= 0:
+                colisten_sources.append(source)
+                colisten_owner.append(b)
+                colisten_age.append(age)
+    colisten = _colisten_scores(
+        artifacts, n_states, np.array(colisten_sources, np.int64), colisten_owner, colisten_age
     )
 
+    # Each state's known played tracks: a slice of played[known].
+    played = looked_up[n_lists:]
+    known = np.flatnonzero(played >= 0)
+    played_known = played[known]
+    played_bounds = np.searchsorted(known, [0, *played_ends]).tolist()
+    session = _session_features(states, currents, artifacts)
+    out = []
+    for b, state in enumerate(states):
+        recent = recents[b]
+        out.append(
+            StateContext(
+                state=state,
+                current=currents[b],
+                previous=int(recent[-2]) if len(recent) >= 2 else -1,
+                last_listened=index.get(state.last_listened, -1) if state.last_listened else -1,
+                last_skipped=index.get(state.last_skipped, -1) if state.last_skipped else -1,
+                played=played_known[played_bounds[b] : played_bounds[b + 1]],
+                session_features=session[b],
+                directions=directions[b],
+                colisten=colisten[b],
+            )
+        )
+    return out
 
-def _session_features(state: SessionState, current: int, artifacts: TrackArtifacts) -> F32:
-    known = current >= 0
-    return np.array(
-        [
-            state.position,
-            state.plays,
-            state.skips,
-            state.late_skips,
-            state.listens,
-            state.skip_rate,
-            state.recency_skip_rate,
-            state.consecutive_skips,
-            float(known),
-            artifacts.skip_rate[current] if known else artifacts.global_skip_rate,
-            np.log1p(artifacts.out_count[current]) if known else 0.0,
-        ],
-        dtype=np.float32,
-    )
+
+def _session_features(
+    states: Sequence[SessionState], currents: list[int], artifacts: TrackArtifacts
+) -> F32:
+    values = []
+    for state, current in zip(states, currents, strict=True):
+        known = current >= 0
+        values.append(
+            (
+                state.position,
+                state.plays,
+                state.skips,
+                state.late_skips,
+                state.listens,
+                state.skip_rate,
+                state.recency_skip_rate,
+                state.consecutive_skips,
+                float(known),
+                artifacts.skip_rate[current] if known else artifacts.global_skip_rate,
+                np.log1p(artifacts.out_count[current]) if known else 0.0,
+            )
+        )
+    rows: F32 = np.array(values, dtype=np.float32)
+    return rows
 
 
-def _colisten_scores(artifacts: TrackArtifacts, recent: I32) -> F32:
-    """sum over recent tracks r (newest k=0) of DECAY**k * count(r -> t), for every track t."""
-    targets, weights = [], []
-    for age, source in enumerate(recent[::-1].tolist()):
-        succ, count = artifacts.successors(source)
-        targets.append(succ)
-        weights.append(count * (COLISTEN_DECAY**age))
+def _colisten_scores(
+    artifacts: TrackArtifacts, n_states: int, sources: I64, owner: list[int], age: list[int]
+) -> F32:
+    """[n_states, T + 1]: sum over recent tracks r (newest k=0) of DECAY**k * count(r -> t)."""
     n = artifacts.n_tracks + 1
-    if not targets:
-        return np.zeros(n, dtype=np.float32)
-    scores: F32 = np.bincount(
-        np.concatenate(targets), weights=np.concatenate(weights), minlength=n
-    ).astype(np.float32)
+    if len(sources) == 0:
+        return np.zeros((n_states, n), dtype=np.float32)
+    which, entry = artifacts.transition_rows(sources)
+    weight = (COLISTEN_DECAY ** np.array(age, np.float64))[which]
+    cells = np.array(owner, np.int64)[which] * n + artifacts.trans_indices[entry]
+    # Integer counts times powers of two: the float64 sums are exact, whatever their order.
+    weights = artifacts.trans_count[entry] * weight
+    scores: F32 = (
+        np.bincount(cells, weights=weights, minlength=n_states * n)
+        .astype(np.float32)
+        .reshape(n_states, n)
+    )
     return scores

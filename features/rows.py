@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 
 from features.artifacts import F32, I32, TrackArtifacts
-from features.context import StateContext, state_context
+from features.context import MAX_BATCH_CELLS, StateContext, state_context
 from features.session import SessionState
 
 FEATURE_VERSION: Final = "1"
@@ -72,32 +72,69 @@ def rows_for_many(
     contexts: Sequence[StateContext], tracks: Sequence[I32], artifacts: TrackArtifacts
 ) -> F32:
     """The rows of several states' candidates, stacked in order: ``rows_for`` of each, built
-    with one array operation per feature group for the whole batch."""
-    sizes = np.array([len(t) for t in tracks], dtype=np.int64)
-    owner = np.repeat(np.arange(len(contexts)), sizes)  # the state of each row
-    cand = np.concatenate(tracks).astype(np.int64) if len(tracks) else np.empty(0, np.int64)
-    n = len(cand)
-    out = np.empty((n, N_FEATURES), dtype=np.float32)
-    if n == 0:
-        return out
+    with one array operation per feature group for a chunk of states at a time. A row does not
+    depend on the other states in the batch."""
+    sizes = [len(t) for t in tracks]
+    out = np.empty((sum(sizes), N_FEATURES), dtype=np.float32)
+    # Chunks bound the dense pair-count table: _PAIR_ROWS rows of T + 1 cells per state.
+    chunk = max(1, MAX_BATCH_CELLS // (_PAIR_ROWS * (artifacts.n_tracks + 1)))
+    start = 0
+    for i in range(0, len(contexts), chunk):
+        size = sum(sizes[i : i + chunk])
+        if size:
+            _fill_rows(
+                out[start : start + size],
+                contexts[i : i + chunk],
+                tracks[i : i + chunk],
+                sizes[i : i + chunk],
+                artifacts,
+            )
+        start += size
+    return out
+
+
+#: Per state, dense over all tracks: count(source -> t) for the current, previous, last
+#: listened and last skipped tracks, count(t -> current) and listened count(current -> t).
+_PAIR_ROWS: Final = 6
+_REVERSE, _LISTENED = 4, 5
+
+
+def _fill_rows(
+    out: F32,
+    contexts: Sequence[StateContext],
+    tracks: Sequence[I32],
+    sizes: list[int],
+    artifacts: TrackArtifacts,
+) -> None:
+    n_states, n = len(contexts), len(out)
+    owner = np.repeat(np.arange(n_states), sizes)  # the state of each row
+    cand = np.concatenate(tracks).astype(np.int64)
     out[:, :_S] = np.stack([c.session_features for c in contexts])[owner]
     out[:, _TRACK] = artifacts.track_table[cand]
-    # One lookup for five pair kinds: current, previous, last listened, last skipped -> cand,
-    # and cand -> current.
+    # Pair counts: scatter the few source tracks' CSR rows into a dense table, gather at the
+    # candidates. A source or candidate of -1 reads 0 (no row; the extra last column).
+    width = artifacts.n_tracks + 1
     sources = np.array(
         [(c.current, c.previous, c.last_listened, c.last_skipped) for c in contexts],
         dtype=np.int64,
-    )[owner]
-    current = sources[:, 0]
-    keys = np.empty((n, 5), dtype=np.int64)
-    keys[:, :4] = sources * artifacts.n_tracks + cand[:, None]
-    keys[:, 4] = cand * artifacts.n_tracks + current
-    valid = np.empty((n, 5), dtype=bool)
-    valid[:, :4] = (sources >= 0) & (cand >= 0)[:, None]
-    valid[:, 4] = (cand >= 0) & (current >= 0)
-    counts, listened = artifacts.pair_counts_by_key(keys, valid)
+    )
+    table = np.zeros(n_states * _PAIR_ROWS * width, dtype=np.float32)
+    which, entry = artifacts.transition_rows(sources.ravel())
+    state, kind = np.divmod(which, 4)
+    targets = artifacts.trans_indices[entry]
+    table[(state * _PAIR_ROWS + kind) * width + targets] = artifacts.trans_count[entry]
+    of_current = kind == 0
+    cells = (state[of_current] * _PAIR_ROWS + _LISTENED) * width + targets[of_current]
+    table[cells] = artifacts.trans_listened[entry[of_current]]
+    state, entry = artifacts.transition_rows(sources[:, 0], reverse=True)
+    cells = (state * _PAIR_ROWS + _REVERSE) * width + artifacts.pred_indices[entry]
+    table[cells] = artifacts.pred_count[entry]
+    at = owner * (_PAIR_ROWS * width) + cand % width
+    counts = table[at[:, None] + np.arange(5) * width]  # current, previous, ..., reverse
+    cur_listened = table[at + _LISTENED * width]
     out[:, _PAIRS] = np.log1p(counts)
-    cur_count, cur_listened = counts[:, 0], listened[:, 0]
+    cur_count = counts[:, 0]
+    current = sources[owner, 0]
     out_count = np.where(current >= 0, artifacts.out_count[current], np.float32(0.0))
     out[:, _S + 8] = np.log1p(cur_listened)
     out[:, _S + 9] = np.divide(
@@ -107,16 +144,17 @@ def rows_for_many(
     out[:, _S + 10] = (cur_listened + LISTEN_RATE_PRIOR * cand_listen) / (
         cur_count + LISTEN_RATE_PRIOR
     )
-    embeddings = artifacts.embedding_table[cand]
+    embeddings = artifacts.embedding_table64[cand]
+    colisten = np.empty(n, dtype=np.float32)
     start = 0
-    for ctx, size in zip(contexts, sizes.tolist(), strict=True):
+    for ctx, size in zip(contexts, sizes, strict=True):
         rows = slice(start, start + size)
-        out[rows, _S + 11] = np.log1p(ctx.colisten[cand[rows]])
-        # float32 x float64 products are computed in float64 and rounded once: unlike a
-        # float32 matrix product, a value then does not depend on the batch's size.
+        colisten[rows] = ctx.colisten[cand[rows]]
+        # float64 products (exact float32 embeddings) rounded once: unlike a float32 matrix
+        # product, a value then does not depend on the batch's size.
         out[rows, _SIMS] = embeddings[rows] @ ctx.directions
         start += size
-    return out
+    out[:, _S + 11] = np.log1p(colisten)
 
 
 def build_rows(state: SessionState, candidate_ids: Sequence[str], artifacts: TrackArtifacts) -> F32:

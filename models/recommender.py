@@ -23,8 +23,13 @@ import numpy as np
 import onnxruntime as ort
 
 from features.artifacts import F32, TrackArtifacts
-from features.candidates import DEFAULT_CANDIDATES, SOURCES, Candidates, generate_candidates
-from features.context import StateContext, state_context
+from features.candidates import (
+    DEFAULT_CANDIDATES,
+    SOURCES,
+    Candidates,
+    generate_candidates_many,
+)
+from features.context import StateContext, state_contexts
 from features.rows import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, rows_for_many
 from features.session import SessionState
 from models.export import onnx_input_width, onnx_scores, onnx_session
@@ -84,8 +89,8 @@ class Recommender:
 
     def score(self, states: Sequence[SessionState], *, keep_rows: bool = False) -> list[Scored]:
         """Candidates and scores for each state; one onnxruntime call for the whole batch."""
-        contexts = [state_context(s, self.artifacts) for s in states]
-        cands = [generate_candidates(c, self.artifacts, self.candidates) for c in contexts]
+        contexts = state_contexts(states, self.artifacts)
+        cands = generate_candidates_many(contexts, self.artifacts, self.candidates)
         for k in cands:
             metrics.CANDIDATES.observe(len(k))
         rows = rows_for_many(contexts, [k.tracks for k in cands], self.artifacts)
