@@ -106,8 +106,18 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(10, ge=1, le=200, description="Length of each Now Playing list.")
     candidates: int = Field(200, ge=1, description="Candidates ranked per track start.")
-    batch_max_events: int = Field(200, ge=1, description="Events taken per agent iteration.")
-    batch_within_seconds: float = Field(0.005, gt=0, description="How long to wait to fill one.")
+    batch_max_events: int = Field(200, ge=1, description="Most events processed as one batch.")
+    batch_within_seconds: float = Field(
+        0.005,
+        ge=0,
+        description="Under load, how long to wait to fill a batch (0: never; a batch is then "
+        "what arrived while the last one was processed).",
+    )
+    batch_linger_after_events: int = Field(
+        8,
+        ge=1,
+        description="Under load means: the last batch held at least this many events.",
+    )
     max_event_bytes: int = Field(16384, ge=256, description="Larger messages are dead-lettered.")
     max_clock_skew_seconds: int = Field(
         86400, ge=0, description="Events further than this in the future are dead-lettered."

@@ -1,21 +1,24 @@
 """``nowplaying worker``: the Faust app that turns play events into Now Playing lists.
 
-One agent consumes ``play-events`` as raw bytes in micro-batches
-(``stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds)``) and
-hands each batch to :class:`streams.pipeline.Pipeline`, which validates, updates Redis, ranks and
-publishes, retrying Redis and Kafka failures forever.
+One agent consumes ``play-events`` as raw bytes and puts every event into a
+:class:`streams.batching.Batcher`; a processing loop, started by the agent, takes micro-batches
+from it (everything that arrived while the last batch was processed, at most
+``settings.batch_max_events``) and hands each to :class:`streams.pipeline.Pipeline`, which
+validates, updates Redis, ranks and publishes, retrying Redis and Kafka failures forever. No
+timer: an idle worker takes an event the moment it arrives, a busy one takes bigger batches.
 
 Offsets. Faust commits the offsets of *acked* messages (periodically, on rebalance and on stop),
-and ``take_events`` acks a batch's events as soon as the loop body returns **or raises or is
-cancelled** (its ``finally``). To commit only what is done, the worker holds one extra reference
-on every message of a batch (``Message.incref``) while the batch is processed and releases it
-(``Message.ack``) only after :meth:`Pipeline.process_batch` returned, that is after the effects
-are durable in Redis and Kafka acknowledged every produced record. A batch interrupted by a crash
-or a cancellation is never acked, so it is redelivered; the Redis dedupe makes that harmless.
+and its stream acks an event as soon as the agent moves on to the next one. To commit only what
+is done, the agent holds one extra reference on every message it receives (``Message.incref``)
+and the processing loop releases it (``Message.ack``) only after :meth:`Pipeline.process_batch`
+returned for the message's batch, that is after the effects are durable in Redis and Kafka
+acknowledged every produced record. A batch interrupted by a crash or a cancellation is never
+acked, so it is redelivered; the Redis dedupe makes that harmless.
 
-Shutdown (SIGTERM/SIGINT, handled by mode's Worker): Faust stops fetching, waits until every
-message that reached the agent is acked (``stream_wait_empty``), so the batch in flight finishes,
-commits, then stops the agent, the consumer and the producer; the worker then closes Redis.
+Shutdown (SIGTERM/SIGINT, handled by mode's Worker) and rebalances: Faust stops fetching and
+waits until every message that reached the agent is acked (``stream_wait_empty``), so the
+buffered events and the batch in flight are processed first; it then commits and stops the agent,
+the consumer and the producer; the worker then closes Redis.
 
 A/B test (``NP_MODEL_VARIANTS``, :mod:`models.experiments`): every variant's model is loaded once
 at start-up (a bad spec or a missing version stops the worker before it consumes anything); each
@@ -29,11 +32,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import socket
 import tempfile
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,6 +59,7 @@ from nowplaying import metrics
 from nowplaying.clients import async_redis_client, faust_broker_credentials, faust_broker_urls
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
+from streams.batching import Batcher
 from streams.pipeline import Pipeline, RawMessage
 
 log = logging.getLogger(__name__)
@@ -117,11 +122,39 @@ class WorkerRuntime:
             return None
         return {name: r.model_version for name, r in self.variants.items()}
 
+    async def consume(self, events: AsyncIterable[Any], consumer: Any) -> None:
+        """The agent's body: hold and buffer every event of the stream; a processing loop
+        (started here, stopped with the agent) takes the batches."""
+        s = self.settings
+        batcher: Batcher[Any] = Batcher(
+            s.batch_max_events,
+            linger_seconds=s.batch_within_seconds,
+            linger_after=s.batch_linger_after_events,
+        )
+        processor = asyncio.ensure_future(self._process_batches(batcher, consumer))
+        try:
+            async for event in events:
+                event.message.incref()  # hold: the stream's own ack must not release the offset
+                await batcher.put(event)
+                if processor.done():  # it never returns; an exception is a bug: surface it
+                    processor.result()
+            await batcher.drained()
+        finally:
+            processor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await processor
+
+    async def _process_batches(self, batcher: Batcher[Any], consumer: Any) -> None:
+        while True:
+            events = await batcher.take()
+            try:
+                await self.handle(events, consumer)
+            finally:
+                batcher.done()
+
     async def handle(self, events: Sequence[Any], consumer: Any) -> None:
-        """Process one batch of Faust events; ack them only when the pipeline is done."""
+        """Process one batch of held Faust events; release them when the pipeline is done."""
         assert self.pipeline is not None
-        for event in events:
-            event.message.incref()  # hold: take_events' own ack must not release the offset
         result = await self.pipeline.process_batch([_raw(e.message) for e in events])
         for event in events:
             event.message.ack(consumer)  # release: now the offset may be committed
@@ -194,11 +227,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime, datadir: Path) -> faus
 
     @app.agent(topic, name="play-events")
     async def play_events(stream: faust.StreamT[bytes]) -> None:
-        batches = cast(Stream[bytes], stream).take_events(
-            settings.batch_max_events, within=settings.batch_within_seconds
-        )
-        async for events in batches:
-            await runtime.handle(events, app.consumer)
+        await runtime.consume(cast(Stream[bytes], stream).events(), app.consumer)
 
     async def update_lag() -> None:
         _update_lag(app, runtime)
@@ -349,6 +378,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="nowplaying-faust-") as datadir:
         app = build_app(settings, runtime, Path(datadir))
         worker = faust.Worker(app, loop=loop, loglevel=settings.log_level)
+        # At WARNING and above, Faust's progress spinner lowers the root logger to DEBUG (its
+        # handler spins on every record), so every library's debug call would build a record:
+        # measured at several % of the worker's CPU. No spinner: the level is what was asked.
+        worker.spinner = None
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:

@@ -1,14 +1,15 @@
 """The worker's offset hold, on Faust's own message objects.
 
-``take_events`` acks a batch's events when the loop body returns, raises or is cancelled. The
-worker holds one extra reference per message while the pipeline runs, so the consumer hears
-of a message (and may commit its offset) only after the pipeline finished the batch.
+Faust's stream acks an event as soon as the agent asks for the next one. The agent holds one
+extra reference per message and the processing loop releases it only after the pipeline
+finished the message's batch, so the consumer hears of a message (and may commit its offset)
+only then.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -58,8 +59,8 @@ def delivered(offsets: Sequence[int]) -> list[Any]:
     return events
 
 
-def take_events_ack(events: Sequence[Any], consumer: Consumer) -> None:
-    """What take_events' ``finally`` does after the loop body, whatever happened in it."""
+def stream_ack(events: Sequence[Any], consumer: Consumer) -> None:
+    """What Faust's stream does for each event once the agent moves on, whatever happened."""
     for event in events:
         event.message.ack(consumer)
 
@@ -70,20 +71,26 @@ def runtime(pipeline: Pipeline) -> WorkerRuntime:
     return rt
 
 
+async def as_stream(events: Sequence[Any], consumer: Consumer) -> AsyncIterator[Any]:
+    """Faust's stream: yields each event and acks it when the agent asks for the next one."""
+    for event in events:
+        yield event
+        stream_ack([event], consumer)
+
+
 def test_offsets_are_released_only_after_the_batch_is_done() -> None:
     consumer = Consumer()
     pipeline = Pipeline(consumer)
     rt = runtime(pipeline)
     events = delivered([5, 6, 7])
 
-    asyncio.run(rt.handle(events, consumer))
+    asyncio.run(rt.consume(as_stream(events, consumer), consumer))
     assert pipeline.acked_when_called == []  # nothing committable while processing
-    assert consumer.acked == []  # still held by take_events until its own ack
-    take_events_ack(events, consumer)
-    assert consumer.acked == [5, 6, 7]
+    assert consumer.acked == [5, 6, 7]  # released by the processing loop, once
     assert [m.offset for m in pipeline.seen] == [5, 6, 7]
     assert pipeline.seen[0].timestamp_ms == 1_795_800_000_500
     assert rt.positions[("play-events", 1)] == 8
+    assert all(e.message.refcount == 0 for e in events)
 
 
 def test_a_batch_cancelled_mid_way_is_never_acked() -> None:
@@ -93,13 +100,33 @@ def test_a_batch_cancelled_mid_way_is_never_acked() -> None:
     events = delivered([10, 11])
 
     async def cancel_mid_batch() -> None:
-        task = asyncio.ensure_future(rt.handle(events, consumer))
+        task = asyncio.ensure_future(rt.consume(as_stream(events, consumer), consumer))
         await asyncio.sleep(0.01)
+        assert pipeline.seen  # the batch is in the pipeline, waiting at the gate
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(cancel_mid_batch())
-    take_events_ack(events, consumer)  # the stream acks in its finally anyway
-    assert consumer.acked == []  # ... but the hold keeps the offsets uncommitted
-    assert all(not e.message.acked for e in events)
+    # The stream acked both events when the agent moved on; the hold keeps them uncommitted.
+    assert consumer.acked == []
+    assert all(not e.message.acked and e.message.refcount == 1 for e in events)
+
+
+def test_a_crash_in_the_processing_loop_reaches_the_agent() -> None:
+    consumer = Consumer()
+
+    class Broken(Pipeline):
+        async def process_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
+            raise RuntimeError("bug")
+
+    rt = runtime(Broken(consumer))
+
+    async def slow_stream() -> AsyncIterator[Any]:
+        for event in delivered([1, 2, 3]):
+            yield event
+            await asyncio.sleep(0.01)
+
+    with pytest.raises(RuntimeError, match="bug"):
+        asyncio.run(rt.consume(slow_stream(), consumer))
+    assert consumer.acked == []

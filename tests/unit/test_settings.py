@@ -96,7 +96,7 @@ def test_secrets_are_hidden_in_repr_str_and_dumps(monkeypatch: pytest.MonkeyPatc
         ("kafka_security_protocol", "TLS"),
         ("kafka_sasl_mechanism", "GSSAPI"),
         ("log_level", "TRACE"),
-        ("batch_within_seconds", 0),
+        ("batch_within_seconds", -0.001),
         ("max_event_bytes", 100),
         ("redis_cluster", "perhaps"),
     ],
