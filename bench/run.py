@@ -116,9 +116,12 @@ class ModelSpec:
     trees: int
     leaves: int
     sessions: int | None = None  # None: all sessions of the data
+    #: 0: all ``trees`` rounds are kept (the throughput target is stated for a 200-tree model,
+    #: and early stopping would leave fewer, cheaper trees).
+    early_stopping_rounds: int = 30
 
 
-MAIN_MODEL = ModelSpec(200, 31)
+MAIN_MODEL = ModelSpec(200, 31, early_stopping_rounds=0)
 SMALL_MODEL = ModelSpec(50, 15)
 QUICK_MODEL = ModelSpec(20, 15, sessions=400)
 
@@ -134,6 +137,8 @@ def usable_model(model_dir: Path, spec: ModelSpec) -> Path | None:
     params = meta.get("params", {})
     if (params.get("trees"), params.get("leaves")) != (spec.trees, spec.leaves):
         return None
+    if params.get("early_stopping_rounds", 30) != spec.early_stopping_rounds:
+        return None
     return version_dir if (version_dir / LIGHTGBM_FILE).is_file() else None
 
 
@@ -145,6 +150,7 @@ def ensure_model(settings: Settings, model_dir: Path, spec: ModelSpec) -> Path:
         return found
     cmd = [e2e.nowplaying_exe(), "train", "--out", str(model_dir), "--no-progress"]
     cmd += ["--trees", str(spec.trees), "--leaves", str(spec.leaves)]
+    cmd += ["--early-stopping-rounds", str(spec.early_stopping_rounds)]
     if spec.sessions is not None:
         cmd += ["--sessions", str(spec.sessions)]
     if not data_present(settings):

@@ -299,7 +299,7 @@ def fit_ranker(
     bar = tqdm(total=cfg.trees, desc="lightgbm", unit="tree", disable=not progress, leave=False)
     callbacks: list[Callable[..., None]] = [lambda env: bar.update(1)]
     eval_args: dict[str, Any] = {}
-    if val.n_queries:
+    if val.n_queries and cfg.early_stopping_rounds > 0:
         callbacks.append(lgb.early_stopping(cfg.early_stopping_rounds, verbose=False))
         eval_args = {
             "eval_X": (val.rows,),
@@ -381,6 +381,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         negatives=getattr(args, "negatives", TrainConfig.negatives),
         folds=getattr(args, "folds", TrainConfig.folds),
         threads=getattr(args, "threads", TrainConfig.threads),
+        early_stopping_rounds=getattr(
+            args, "early_stopping_rounds", TrainConfig.early_stopping_rounds
+        ),
     )
     data_info = {
         "description": description,

@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", type=int, default=200, help="boosting rounds (early-stopped)")
     p.add_argument("--leaves", type=int, default=31)
     p.add_argument(
+        "--early-stopping-rounds",
+        type=int,
+        default=30,
+        help="stop after this many rounds without a better validation NDCG@10 (0: train all)",
+    )
+    p.add_argument(
         "--negatives", type=int, default=16, help="sampled candidates per training query"
     )
     p.add_argument("--folds", type=int, default=4, help="out-of-fold artifact folds (1: none)")

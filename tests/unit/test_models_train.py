@@ -15,9 +15,9 @@ from features.rows import FEATURE_NAMES, FEATURE_VERSION
 from models.datasets import Play, Session, split_sessions, synthetic_sessions
 from models.evaluate import CHART_FILE, METRICS_FILE, REPORT_FILE
 from models.export import onnx_scores, onnx_session
-from models.queries import session_queries, training_data
+from models.queries import RankingData, session_queries, training_data
 from models.registry import LATEST, LIGHTGBM_FILE, MODEL_FILE, resolve_version_dir
-from models.train import TrainConfig, train_model
+from models.train import TrainConfig, fit_ranker, train_model
 from nowplaying.cli import main
 
 TINY = TrainConfig(trees=30, folds=2, negatives=20, early_stopping_rounds=10)
@@ -142,3 +142,23 @@ def test_cli_train_without_data_explains_the_synthetic_option(
     assert main(["train", "--out", str(tmp_path / "registry"), "--no-progress"]) == 2
     assert "--synthetic" in capsys.readouterr().err
     assert not (tmp_path / "registry").exists()
+
+
+def test_early_stopping_can_be_turned_off_to_keep_every_tree() -> None:
+    """``--early-stopping-rounds 0``: the model has exactly the asked-for trees (the benchmark's
+    200-tree model); with early stopping, noise labels stop it well before."""
+
+    def noise(seed: int) -> RankingData:
+        rng = np.random.default_rng(seed)
+        rows = rng.random((400, len(FEATURE_NAMES)), dtype=np.float32)
+        labels = (rng.random(400) < 0.1).astype(np.int32)
+        keys = [("s", i) for i in range(40)]
+        return RankingData(
+            rows, labels, np.full(40, 10, np.int32), np.arange(400, dtype=np.int32), keys
+        )
+
+    train, val = noise(3), noise(4)
+    kept = fit_ranker(train, val, replace(TINY, trees=25, early_stopping_rounds=0), False)
+    stopped = fit_ranker(train, val, replace(TINY, trees=200, early_stopping_rounds=3), False)
+    assert kept.num_trees() == 25
+    assert stopped.num_trees() < 200
