@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from redis.exceptions import NoScriptError
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.exceptions import NoScriptError, ResponseError
 
 from features.session import (
     SessionEvent,
@@ -68,42 +69,139 @@ async def read_active_users(redis: AsyncRedis, keys: Keys, limit: int = 50) -> l
 
 # --- write path (the stream worker) ---------------------------------------------------------
 
-#: Apply one event to its session, atomically. All keys share the ``{session_id}`` hash tag.
-#: KEYS: log, seen, recs, state. ARGV: event id, encoded record, max events kept, TTL seconds,
-#: and what the caller already holds of the log: its length and last record.
+#: The per-event write, defined once and called by both apply scripts: apply one event to its
+#: session, atomically. Its keys share the ``{session_id}`` hash tag: log, seen, recs, state.
+#: Arguments: event id, encoded record, max events kept, TTL seconds, and what the caller
+#: already holds of the log: its length and last record.
 #: Returns ``{new (1) or duplicate (0), from, log[from:], stored list of a duplicate or nil}``
 #: where ``from`` is the held length when the held prefix is still the log's prefix, else 0.
-APPLY_EVENT_LUA: Final = """
-local status, stored = 1, false
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then
-  status, stored = 0, redis.call('HGET', KEYS[3], ARGV[1])
-else
-  local ttl = tonumber(ARGV[4])
-  redis.call('RPUSH', KEYS[1], ARGV[2])
-  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[3]), -1)
-  for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
+_APPLY_EVENT_FN: Final = """
+local function apply_event(log, seen, recs, state, id, record, max_events, ttl, held, last)
+  local status, stored = 1, false
+  if redis.call('SADD', seen, id) == 0 then
+    status, stored = 0, redis.call('HGET', recs, id)
+  else
+    redis.call('RPUSH', log, record)
+    redis.call('LTRIM', log, -max_events, -1)
+    redis.call('EXPIRE', log, ttl)
+    redis.call('EXPIRE', seen, ttl)
+    redis.call('EXPIRE', recs, ttl)
+    redis.call('EXPIRE', state, ttl)
+  end
+  local from = 0
+  if held > 0 and redis.call('LINDEX', log, held - 1) == last then from = held end
+  return {status, from, redis.call('LRANGE', log, from, -1), stored}
 end
-local held, from = tonumber(ARGV[5]), 0
-if held > 0 and redis.call('LINDEX', KEYS[1], held - 1) == ARGV[6] then from = held end
-return {status, from, redis.call('LRANGE', KEYS[1], from, -1), stored}
 """
+#: One event (Redis Cluster: one call per event, its keys in the session's slot).
+#: KEYS: log, seen, recs, state. ARGV: event id, record, max events, TTL, held length, held last.
+APPLY_EVENT_LUA: Final = (
+    _APPLY_EVENT_FN
+    + """
+return apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2],
+  tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6])
+"""
+)
 APPLY_EVENT_SHA: Final = hashlib.sha1(APPLY_EVENT_LUA.encode()).hexdigest()
-#: Store one session's results. KEYS: state, recs. ARGV: TTL seconds, state JSON (or ""), then
-#: (trigger event id, list JSON) pairs; a list is only stored if none is stored for its trigger
-#: yet (HSETNX). Returns the list JSON stored for each trigger (the one to publish).
-STORE_RESULTS_LUA: Final = """
-local ttl = tonumber(ARGV[1])
-if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl) end
-local stored = {}
-for i = 3, #ARGV, 2 do
-  redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
-  stored[#stored + 1] = redis.call('HGET', KEYS[2], ARGV[i])
+#: A whole batch in order (a single Redis server): events of one session see each other's
+#: effects exactly as separate calls do. KEYS: log, seen, recs, state of each distinct session.
+#: ARGV: max events, TTL, then per event: its session's index in KEYS (0-based, 4 keys each),
+#: event id, record, held length, held last record. Returns one reply per event: the per-event
+#: reply, or ``{-1, error}`` when Redis refused a command for that event (the event's own
+#: commands up to the error took effect, as with a separate call; the other events proceed).
+APPLY_BATCH_LUA: Final = (
+    _APPLY_EVENT_FN
+    + """
+local max_events, ttl, out = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
+for i = 3, #ARGV, 5 do
+  local k = tonumber(ARGV[i]) * 4
+  local ok, reply = pcall(apply_event, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
+    ARGV[i + 1], ARGV[i + 2], max_events, ttl, tonumber(ARGV[i + 3]), ARGV[i + 4])
+  if not ok then
+    reply = {-1, type(reply) == 'table' and reply.err or tostring(reply)}
+  end
+  out[#out + 1] = reply
 end
-if #ARGV > 2 then redis.call('EXPIRE', KEYS[2], ttl) end
-return stored
+return out
 """
+)
+APPLY_BATCH_SHA: Final = hashlib.sha1(APPLY_BATCH_LUA.encode()).hexdigest()
+#: The per-session write, defined once: the state (unless ``state_json`` is empty) and the
+#: (trigger event id, list JSON) pairs ``args[first..last]``; a list is only stored if none is
+#: stored for its trigger yet (HSETNX). Returns, per list, 1 when ours was stored, else the
+#: JSON stored before (a redelivery's): the one to publish.
+_STORE_SESSION_FN: Final = """
+local function store_session(state_key, recs_key, ttl, state_json, args, first, last)
+  if state_json ~= '' then redis.call('SET', state_key, state_json, 'EX', ttl) end
+  local stored = {}
+  for i = first, last, 2 do
+    if redis.call('HSETNX', recs_key, args[i], args[i + 1]) == 1 then
+      stored[#stored + 1] = 1
+    else
+      stored[#stored + 1] = redis.call('HGET', recs_key, args[i])
+    end
+  end
+  if last >= first then redis.call('EXPIRE', recs_key, ttl) end
+  return stored
+end
+"""
+#: One session's results (Redis Cluster). KEYS: state, recs. ARGV: TTL seconds, state JSON (or
+#: ""), then (trigger event id, list JSON) pairs.
+STORE_RESULTS_LUA: Final = (
+    _STORE_SESSION_FN
+    + """
+return store_session(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], ARGV, 3, #ARGV)
+"""
+)
 STORE_RESULTS_SHA: Final = hashlib.sha1(STORE_RESULTS_LUA.encode()).hexdigest()
-SCRIPTS: Final = {APPLY_EVENT_SHA: APPLY_EVENT_LUA, STORE_RESULTS_SHA: STORE_RESULTS_LUA}
+#: Everything ``write_results`` stores, in one call (a single Redis server), in the order of
+#: the per-command path: sessions, user_latest, user_session, active users (ZADD + trim).
+#: KEYS: state, recs of each session; user_latest of each user with a latest list;
+#: user_session of each active user; the active-users index (when there are active users).
+#: ARGV: TTL, users kept, #sessions, #latest, #active; per session: state JSON (or ""),
+#: #lists, (trigger id, list JSON) pairs; the latest lists' JSON; per active user: session id,
+#: user id, ts. Returns, per session, the per-list replies of ``store_session``.
+WRITE_BATCH_LUA: Final = (
+    _STORE_SESSION_FN
+    + """
+local ttl, kept = tonumber(ARGV[1]), tonumber(ARGV[2])
+local n_sessions, n_latest, n_active = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local a, out = 6, {}
+for s = 1, n_sessions do
+  local last = a + 1 + 2 * tonumber(ARGV[a + 1])
+  out[s] = store_session(KEYS[2 * s - 1], KEYS[2 * s], ttl, ARGV[a], ARGV, a + 2, last)
+  a = last + 1
+end
+local k = 2 * n_sessions
+for u = 1, n_latest do
+  redis.call('SET', KEYS[k + u], ARGV[a], 'EX', ttl)
+  a = a + 1
+end
+k = k + n_latest
+if n_active > 0 then
+  local members = {}
+  for u = 1, n_active do
+    redis.call('SET', KEYS[k + u], ARGV[a], 'EX', ttl)
+    members[#members + 1] = ARGV[a + 2]
+    members[#members + 1] = ARGV[a + 1]
+    a = a + 3
+  end
+  local index = KEYS[k + n_active + 1]
+  for i = 1, #members, 1000 do
+    redis.call('ZADD', index, unpack(members, i, math.min(i + 999, #members)))
+  end
+  redis.call('ZREMRANGEBYRANK', index, 0, -kept - 1)
+end
+return out
+"""
+)
+WRITE_BATCH_SHA: Final = hashlib.sha1(WRITE_BATCH_LUA.encode()).hexdigest()
+SCRIPTS: Final = {
+    APPLY_EVENT_SHA: APPLY_EVENT_LUA,
+    APPLY_BATCH_SHA: APPLY_BATCH_LUA,
+    STORE_RESULTS_SHA: STORE_RESULTS_LUA,
+    WRITE_BATCH_SHA: WRITE_BATCH_LUA,
+}
 #: How many users the active-users index keeps.
 ACTIVE_USERS_KEPT: Final = 1000
 #: How many sessions' logs and states the worker keeps in memory (least recently used go).
@@ -185,9 +283,14 @@ class SessionCache:
 
 
 class FeatureStore:
-    """The worker's writes, each a single pipelined round trip for a whole batch.
+    """The worker's writes, each a single round trip for a whole batch.
 
     ``redis`` is a ``redis.asyncio.Redis`` or ``RedisCluster`` (created and closed by the caller).
+    On a single server each batch is ONE script call (``APPLY_BATCH_LUA``, ``WRITE_BATCH_LUA``):
+    redis-py's client cost is per command, and the batch scripts run the same per-event and
+    per-session Lua functions as the cluster path. On a cluster (``batch_scripts`` False, the
+    default for a ``RedisCluster`` client) a script's keys must share a slot, so each event and
+    each session is its own script call and the user keys their own commands, pipelined.
     Errors from the connection propagate (the caller retries; every call here is idempotent).
     The store keeps a :class:`SessionCache`, so Redis returns only the records the worker has
     not seen and each event costs one fold step, not a fold of the whole session.
@@ -200,12 +303,23 @@ class FeatureStore:
         ttl_seconds: int,
         max_events: int,
         cache: SessionCache | None = None,
+        *,
+        batch_scripts: bool | None = None,
     ) -> None:
+        cluster = isinstance(redis, AsyncRedisCluster)
+        if batch_scripts and cluster:
+            raise ValueError("batch scripts need a single Redis server, not a cluster")
         self._redis = redis
         self._keys = keys
         self._ttl = ttl_seconds
         self._max_events = max_events
         self._cache = cache if cache is not None else SessionCache()
+        self._batch = not cluster if batch_scripts is None else batch_scripts
+
+    @property
+    def batch_scripts(self) -> bool:
+        """Whether each batch is one script call (single server) or one per event/session."""
+        return self._batch
 
     async def load_scripts(self) -> None:
         """Load the Lua scripts into the server's script cache (all primaries on a cluster)."""
@@ -233,11 +347,27 @@ class FeatureStore:
                 raise reply  # the server is unhappy (OOM, LOADING, ...): the caller retries
         return replies
 
+    async def _evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One EVALSHA; when the server lost the scripts, load them and call again (safe for
+        the same reason as in :meth:`_execute`)."""
+        try:
+            return await self._redis.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.load_scripts()
+            return await self._redis.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+
     async def apply_events(self, events: Sequence[TrackStart | TrackEnd]) -> list[Applied]:
-        """Apply the events in order, one EVALSHA each, in one pipelined round trip."""
+        """Apply the events in order in one round trip: one batch script call on a single
+        server, else one EVALSHA per event, pipelined."""
         if not events:
             return []
         held = [self._held(ev.session_id) for ev in events]
+        if self._batch:
+            replies = await self._apply_batch(events, held)
+            return [
+                self._applied(ev, known, reply)
+                for ev, known, reply in zip(events, held, replies, strict=True)
+            ]
         replies = await self._execute(
             lambda pipe: self._queue_applies(pipe, events, held), raise_on_error=False
         )
@@ -273,6 +403,41 @@ class FeatureStore:
                 known[-1] if known else "",
             )
 
+    async def _apply_batch(
+        self, events: Sequence[TrackStart | TrackEnd], held: Sequence[tuple[str, ...]]
+    ) -> list[Any]:
+        """The replies of ``APPLY_BATCH_LUA``, an event's ``{-1, error}`` turned into a
+        ``ResponseError`` as a separate call's would be (and raised unless WRONGTYPE)."""
+        k = self._keys
+        keys: list[str] = []
+        index: dict[str, int] = {}
+        args: list[Any] = [self._max_events, self._ttl]
+        for ev, known in zip(events, held, strict=True):
+            sid = ev.session_id
+            at = index.get(sid)
+            if at is None:
+                at = index[sid] = len(index)
+                keys += [k.session_log(sid), k.session_seen(sid)]
+                keys += [k.session_recs(sid), k.session_state(sid)]
+            args += [
+                at,
+                ev.event_id,
+                encode_event(to_session_event(ev)),
+                len(known),
+                known[-1] if known else "",
+            ]
+        replies: list[Any] = await self._evalsha(APPLY_BATCH_SHA, keys, args)
+        out: list[Any] = []
+        for reply in replies:
+            if int(reply[0]) != -1:
+                out.append(reply)
+                continue
+            error = ResponseError(_text(reply[1]))
+            if not str(error).startswith("WRONGTYPE"):
+                raise error  # the server is unhappy: the caller retries
+            out.append(error)
+        return out
+
     def _applied(self, event: TrackStart | TrackEnd, held: tuple[str, ...], reply: Any) -> Applied:
         if isinstance(reply, Exception):
             return Applied(event, False, (), error=str(reply)[:500])
@@ -300,15 +465,49 @@ class FeatureStore:
             by_session.setdefault(item.session_id, []).append(item)
         latest = {item.user_id: item.message_json for item in lists if item.update_latest}
         sids = list(by_session)
-        replies = await self._execute(
-            lambda pipe: self._queue_results(pipe, states, by_session, latest, activity),
-            raise_on_error=True,
-        )
+        if self._batch:
+            replies = await self._write_batch(states, by_session, latest, activity)
+        else:
+            replies = await self._execute(
+                lambda pipe: self._queue_results(pipe, states, by_session, latest, activity),
+                raise_on_error=True,
+            )
         stored: dict[tuple[str, str], str] = {}
         for sid, reply in zip(sids, replies, strict=False):
             for item, value in zip(by_session[sid], reply, strict=True):
-                stored[(sid, item.trigger_event_id)] = _text(value) if value else item.message_json
+                # 1: ours was stored; else the list stored before ours (a redelivery's)
+                text = _text(value) if isinstance(value, bytes | str) else item.message_json
+                stored[(sid, item.trigger_event_id)] = text
         return [stored[(item.session_id, item.trigger_event_id)] for item in lists]
+
+    async def _write_batch(
+        self,
+        states: Mapping[str, SessionState],
+        by_session: Mapping[str, list[StoredList]],
+        latest: Mapping[str, str],
+        activity: Mapping[str, tuple[str, int]],
+    ) -> list[Any]:
+        """``WRITE_BATCH_LUA``: per session, its per-list replies."""
+        k = self._keys
+        keys: list[str] = []
+        args: list[Any] = [self._ttl, ACTIVE_USERS_KEPT, len(by_session), len(latest)]
+        args.append(len(activity))
+        for sid, items in by_session.items():
+            keys += [k.session_state(sid), k.session_recs(sid)]
+            state = states.get(sid)
+            args += [json.dumps(state_summary(state)) if state else "", len(items)]
+            for item in items:
+                args += [item.trigger_event_id, item.message_json]
+        for uid, message_json in latest.items():
+            keys.append(k.user_latest(uid))
+            args.append(message_json)
+        for uid, (sid, ts) in activity.items():
+            keys.append(k.user_session(uid))
+            args += [sid, uid, ts]
+        if activity:
+            keys.append(k.active_users())
+        replies: list[Any] = await self._evalsha(WRITE_BATCH_SHA, keys, args)
+        return replies
 
     def _queue_results(
         self,

@@ -1,0 +1,316 @@
+"""The single-server batch scripts against the per-event/per-session commands (the Redis Cluster
+path), on the real Redis: same replies, same keys, same values, TTLs on every key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+from features.store import Applied, FeatureStore, StoredList
+from nowplaying.clients import async_redis_client
+from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
+from nowplaying.keys import Keys
+from nowplaying.settings import Settings
+from tests.conftest import SettingsFactory
+from tests.support.services import RedisServer
+from tests.support.settings import isolated_settings
+
+T = TypeVar("T")
+TS = 1_795_900_000_000
+Event = TrackStart | TrackEnd
+
+
+def start(session: str, i: int, user: str = "u1") -> TrackStart:
+    return TrackStart(
+        event_type="track_start",
+        event_id=f"{session}-{i}-s",
+        user_id=user,
+        session_id=session,
+        track_id=f"t{i}",
+        ts=TS + 2 * i,
+    )
+
+
+def end(session: str, i: int, user: str = "u1") -> TrackEnd:
+    return TrackEnd(
+        event_type="track_end",
+        event_id=f"{session}-{i}-e",
+        user_id=user,
+        session_id=session,
+        track_id=f"t{i}",
+        ts=TS + 2 * i + 1,
+        skipped=i % 2 == 1,
+    )
+
+
+def message(event: TrackStart, generated_at: int) -> str:
+    return RecommendationMessage(
+        user_id=event.user_id,
+        session_id=event.session_id,
+        trigger_event_id=event.event_id,
+        model_version="m1",
+        generated_at=generated_at,
+        recommendations=[],
+    ).model_dump_json()
+
+
+def run_both(
+    settings_factory: SettingsFactory,
+    body: Callable[[FeatureStore, Any, Keys], Awaitable[T]],
+    **overrides: Any,
+) -> tuple[tuple[T, dict[str, Any]], tuple[T, dict[str, Any]]]:
+    """Run ``body`` through the batch scripts and through the per-event commands, each under
+    its own key prefix; returns each run's result and its keys' contents (prefix removed)."""
+
+    async def one(settings: Settings, batch: bool) -> tuple[T, dict[str, Any]]:
+        redis = async_redis_client(settings)
+        try:
+            keys = Keys(settings.redis_key_prefix)
+            store = FeatureStore(
+                redis,
+                keys,
+                settings.session_ttl_seconds,
+                settings.max_session_events,
+                batch_scripts=batch,
+            )
+            assert store.batch_scripts is batch
+            await store.load_scripts()
+            result = await body(store, redis, keys)
+            return result, await dump(redis, settings.redis_key_prefix)
+        finally:
+            await redis.aclose()
+
+    batch = asyncio.run(one(settings_factory(create_topics=False, **overrides), True))
+    single = asyncio.run(one(settings_factory(create_topics=False, **overrides), False))
+    return batch, single
+
+
+async def dump(redis: Any, prefix: str) -> dict[str, Any]:
+    """Every key under ``prefix``: its type, its value, and whether it expires (TTL > 0)."""
+    out: dict[str, Any] = {}
+    async for raw in redis.scan_iter(match=f"{prefix}:*", count=1000):
+        key = raw.decode()
+        kind = (await redis.type(key)).decode()
+        value: Any
+        if kind == "string":
+            value = await redis.get(key)
+        elif kind == "list":
+            value = await redis.lrange(key, 0, -1)
+        elif kind == "set":
+            value = sorted(await redis.smembers(key))
+        elif kind == "hash":
+            value = await redis.hgetall(key)
+        elif kind == "zset":
+            value = await redis.zrange(key, 0, -1, withscores=True)
+        else:  # pragma: no cover - the store writes no other types
+            raise AssertionError(kind)
+        out[key[len(prefix) :]] = (kind, value, await redis.ttl(key) > 0)
+    return out
+
+
+def comparable(applied: list[Applied]) -> list[tuple[Any, ...]]:
+    """What an Applied says, the error reduced to its class (the message names the script)."""
+    return [
+        (
+            a.event.event_id,
+            a.duplicate,
+            a.records,
+            a.folded,
+            a.stored_list,
+            None if a.error is None else a.error.split()[0],
+        )
+        for a in applied
+    ]
+
+
+def test_a_mixed_batch_applies_as_the_per_event_calls_do(
+    settings_factory: SettingsFactory,
+) -> None:
+    """Two events of one session see each other; a redelivery returns its stored list; keys of
+    the wrong type fail their own events only (a log of the wrong type after the dedupe set
+    took the id, as a separate call leaves it); the held prefix still comes back whole."""
+    early = start("s1", 0)
+    stored_json = message(early, 7)
+
+    async def body(store: FeatureStore, redis: Any, keys: Keys) -> list[list[Applied]]:
+        await redis.set(keys.session_seen("bad-seen"), "not a set")
+        await redis.set(keys.session_log("bad-log"), "not a list")
+        first = await store.apply_events([early, end("s1", 0)])
+        await store.write_results(
+            {"s1": first[-1].state()},
+            [StoredList("u1", "s1", early.event_id, stored_json)],
+            {"u1": ("s1", early.ts)},
+        )
+        batch: list[Event] = [
+            start("s1", 1),
+            start("bad-seen", 0, "u2"),
+            early,  # a redelivery
+            end("s1", 1),
+            start("bad-log", 0, "u3"),
+            start("s2", 0, "u4"),
+            end("s2", 0, "u4"),
+            end("s1", 1),  # a redelivery of an event of this very batch
+            start("s1", 2),
+        ]
+        second = await store.apply_events(batch)
+        third = await store.apply_events([start("s2", 1, "u4"), end("bad-log", 0, "u3")])
+        return [first, second, third]
+
+    (batch, batch_keys), (single, single_keys) = run_both(settings_factory, body)
+    for b, s in zip(batch, single, strict=True):
+        assert comparable(b) == comparable(s)
+    assert batch_keys == single_keys
+    second = batch[1]
+    assert [a.duplicate for a in second] == [False, False, True, False, False] + [False] * 2 + [
+        True,
+        False,
+    ]
+    assert [a.error is not None for a in second] == [False, True, False, False, True] + [False] * 4
+    assert second[2].stored_list == stored_json
+    assert [len(a.records) for a in second if a.event.session_id == "s1"] == [3, 3, 4, 4, 5]
+    # the wrong-type events failed without stopping the next events of their batch
+    refused = (second[1], second[4], batch[2][1])
+    assert all(a.error is not None and a.error.startswith("WRONGTYPE") for a in refused)
+    assert len(batch[2][0].records) == 3
+    # every session and user key expires (the broken keys were set by the test without one)
+    no_ttl = [k for k, (_, _, ttl) in batch_keys.items() if not ttl and "bad-" not in k]
+    assert no_ttl == [":active-users"]
+    assert batch_keys[":s:{bad-log}:seen"][1] == [b"bad-log-0-e", b"bad-log-0-s"]
+
+
+def test_a_trimmed_log_in_one_batch_matches_the_per_event_calls(
+    settings_factory: SettingsFactory,
+) -> None:
+    evs: list[Event] = [e for i in range(5) for e in (start("s1", i), end("s1", i))]
+
+    async def body(store: FeatureStore, redis: Any, keys: Keys) -> list[list[Applied]]:
+        return [
+            await store.apply_events(evs[:3]),
+            await store.apply_events(evs),
+            await store.apply_events(evs[:1] + evs[-1:]),
+        ]
+
+    (batch, batch_keys), (single, single_keys) = run_both(
+        settings_factory, body, max_session_events=4
+    )
+    for b, s in zip(batch, single, strict=True):
+        assert comparable(b) == comparable(s)
+    assert batch_keys == single_keys
+    assert [len(a.records) for a in batch[1]] == [3, 3, 3, 4, 4, 4, 4, 4, 4, 4]
+    assert batch[1][-1].records == tuple(batch[1][-1].records[-4:])
+    assert [a.duplicate for a in batch[2]] == [True, True]
+    assert batch[2][0].state_after_event() is None  # trimmed away
+    assert batch[2][1].state_after_event() == batch[1][-1].state()
+
+
+def test_the_write_batch_stores_and_keeps_lists_as_the_per_session_calls_do(
+    settings_factory: SettingsFactory,
+) -> None:
+    a0, a1, b0 = start("sa", 0, "ua"), start("sa", 1, "ua"), start("sb", 0, "ub")
+
+    async def body(store: FeatureStore, redis: Any, keys: Keys) -> list[list[str]]:
+        applied = await store.apply_events([a0, a1, b0, start("sc", 0, "uc")])
+        states = {a.event.session_id: a.state() for a in applied}
+        activity = {a.event.user_id: (a.event.session_id, a.event.ts) for a in applied}
+        first = await store.write_results(
+            states,
+            [
+                StoredList("ua", "sa", a0.event_id, message(a0, 1), update_latest=False),
+                StoredList("ua", "sa", a1.event_id, message(a1, 1)),
+                StoredList("ub", "sb", b0.event_id, message(b0, 1)),
+            ],
+            activity,
+        )
+        again = await store.write_results(  # a redelivery's lists, computed again
+            {"sa": states["sa"]},
+            [
+                StoredList("ua", "sa", a1.event_id, message(a1, 2)),
+                StoredList("ua", "sa", a1.event_id, message(a1, 3)),  # twice in one batch
+                StoredList("ub", "sb", b0.event_id, message(b0, 2), update_latest=False),
+                StoredList("ub", "sb", "sb-9-s", message(b0, 2)),  # a new trigger
+            ],
+            {"ua": ("sa", a1.ts + 10)},
+        )
+        nothing = await store.write_results({}, [], {})
+        return [first, again, nothing]
+
+    (batch, batch_keys), (single, single_keys) = run_both(settings_factory, body)
+    assert batch == single
+    assert batch_keys == single_keys
+    first, again, nothing = batch
+    assert first == [message(a0, 1), message(a1, 1), message(b0, 1)]
+    assert again == [message(a1, 1), message(a1, 1), message(b0, 1), message(b0, 2)]
+    assert nothing == []
+    assert batch_keys[":u:{ua}:latest"][1] == message(a1, 3).encode()  # the last one given
+    assert batch_keys[":active-users"][1] == [
+        (b"ub", float(b0.ts)),
+        (b"uc", float(TS)),
+        (b"ua", float(a1.ts + 10)),
+    ]
+    assert ":s:{sc}:recs" not in batch_keys and batch_keys[":s:{sc}:state"][2]
+    assert all(ttl for key, (_, _, ttl) in batch_keys.items() if key != ":active-users")
+
+
+def run_private(settings: Settings, body: Callable[[FeatureStore, Any], Awaitable[T]]) -> T:
+    async def main() -> T:
+        redis = async_redis_client(settings)
+        try:
+            store = FeatureStore(
+                redis,
+                Keys(settings.redis_key_prefix),
+                settings.session_ttl_seconds,
+                settings.max_session_events,
+            )
+            assert store.batch_scripts  # a plain client: the batch scripts
+            await store.load_scripts()
+            return await body(store, redis)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(main())
+
+
+def test_the_batch_scripts_are_reloaded_after_the_server_lost_them(
+    private_redis: Callable[..., RedisServer],
+) -> None:
+    server = private_redis()
+    settings = isolated_settings(redis_url=server.url, redis_key_prefix="p")
+    evs: list[Event] = [start("s1", 0), end("s1", 0), start("s1", 1)]
+    trigger = evs[0]
+    assert isinstance(trigger, TrackStart)
+
+    async def body(store: FeatureStore, redis: Any) -> tuple[list[Applied], list[str], Any]:
+        await redis.script_flush()
+        applied = await store.apply_events(evs)
+        await redis.script_flush()
+        stored = await store.write_results(
+            {"s1": applied[-1].state()},
+            [StoredList("u1", "s1", trigger.event_id, message(trigger, 1))],
+            {"u1": ("s1", TS)},
+        )
+        return applied, stored, await redis.get(Keys("p").user_session("u1"))
+
+    applied, stored, session = run_private(settings, body)
+    assert [len(a.records) for a in applied] == [1, 2, 3]
+    assert stored == [message(trigger, 1)] and session == b"s1"
+
+
+def test_a_cluster_client_gets_the_per_event_path() -> None:
+    async def main() -> None:
+        cluster = AsyncRedisCluster(host="127.0.0.1", port=1)  # not connected until used
+        plain = AsyncRedis(host="127.0.0.1", port=1)
+        try:
+            assert not FeatureStore(cluster, Keys(), 60, 10).batch_scripts
+            assert FeatureStore(plain, Keys(), 60, 10).batch_scripts
+            assert not FeatureStore(plain, Keys(), 60, 10, batch_scripts=False).batch_scripts
+            with pytest.raises(ValueError, match="cluster"):
+                FeatureStore(cluster, Keys(), 60, 10, batch_scripts=True)
+        finally:
+            await plain.aclose()
+
+    asyncio.run(main())
