@@ -15,6 +15,8 @@ For one batch (messages of the ``play-events`` topic in offset order):
 
 When :meth:`Pipeline.process_batch` returns, the batch's effects are durable in Redis and its
 messages are acknowledged by Kafka: only then may the caller commit the batch's offsets.
+:meth:`Pipeline.start_batch` returns after step 5 and the sends of step 6, with the wait for the
+acknowledgements as an awaitable: the worker starts the next batch meanwhile.
 Redis and Kafka failures are retried with exponential backoff, forever (never drop, never skip);
 every step is idempotent, so a retried or redelivered batch has the same effects.
 """
@@ -151,6 +153,18 @@ class Pipeline:
 
     async def process_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
         """Process the batch; returns once its effects are durable and published."""
+        result, delivered = await self.start_batch(messages)
+        await delivered
+        return result
+
+    async def start_batch(
+        self, messages: Sequence[RawMessage]
+    ) -> tuple[BatchResult, Awaitable[None]]:
+        """Process the batch up to handing its records to the Kafka producer; returns with an
+        awaitable that completes when Kafka acknowledged every record (resending them all,
+        with backoff, until it has). Redis effects are durable when this returns, so the next
+        batch may start while this one's acknowledgements are on their way; its offsets may be
+        committed only once the awaitable completed."""
         result = BatchResult(messages=len(messages))
         metrics.BATCH_EVENTS.observe(len(messages))
         events, letters = self._validate(messages)
@@ -171,9 +185,24 @@ class Pipeline:
         jobs = [j for j in jobs if j.stored_json is not None or j.event_id in lists]
         stored = await self._retry("redis", lambda: self._timed_write(ok, jobs, lists, states))
         outgoing = self._outgoing(jobs, stored, letters, result)
-        await self._retry("kafka", lambda: self._publish(outgoing))
+        acks = await self._retry("kafka", lambda: self._send(outgoing))
+        return result, self._confirm(outgoing, acks, jobs, lists)
+
+    async def _confirm(
+        self,
+        outgoing: Sequence[tuple[str, bytes | None, bytes]],
+        acks: Sequence[Awaitable[Any]],
+        jobs: Sequence[_ListJob],
+        lists: Mapping[str, _Ranked],
+    ) -> None:
+        pending: list[Sequence[Awaitable[Any]]] = [acks]
+
+        async def acknowledged() -> None:
+            # First the acknowledgements of the sends already made; after a failure, send again.
+            await asyncio.gather(*(pending.pop() if pending else await self._send(outgoing)))
+
+        await self._retry("kafka", acknowledged)
         self._observe_published(jobs, lists)
-        return result
 
     # --- validation -------------------------------------------------------------------------
 
@@ -332,10 +361,11 @@ class Pipeline:
             metrics.DEAD_LETTERS.labels(cls).inc()
         return out
 
-    async def _publish(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
-        """Send everything, then wait for every acknowledgement (a failure resends all)."""
-        acks = [await self._publisher.send(topic, key, value) for topic, key, value in records]
-        await asyncio.gather(*acks)
+    async def _send(
+        self, records: Sequence[tuple[str, bytes | None, bytes]]
+    ) -> list[Awaitable[Any]]:
+        """Hand every record to the producer; returns their acknowledgements."""
+        return [await self._publisher.send(topic, key, value) for topic, key, value in records]
 
     def _observe_published(self, jobs: Sequence[_ListJob], lists: Mapping[str, _Ranked]) -> None:
         now = self._clock()

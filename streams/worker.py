@@ -60,10 +60,12 @@ from nowplaying.clients import async_redis_client, faust_broker_credentials, fau
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.batching import Batcher
-from streams.pipeline import Pipeline, RawMessage
+from streams.pipeline import BatchResult, Pipeline, RawMessage
 
 log = logging.getLogger(__name__)
 
+#: Batches whose Kafka acknowledgements may be awaited while the next batch is processed.
+MAX_BATCHES_AWAITING_ACKS = 4
 #: How long /readyz waits for Redis to answer PING.
 READY_PING_TIMEOUT_S = 1.0
 
@@ -145,21 +147,58 @@ class WorkerRuntime:
                 await processor
 
     async def _process_batches(self, batcher: Batcher[Any], consumer: Any) -> None:
-        while True:
-            events = await batcher.take()
-            try:
-                await self.handle(events, consumer)
-            finally:
-                batcher.done()
+        """Take and process batches; each batch's Kafka acknowledgements are awaited (and its
+        events released) in a task of its own while the next batch is processed, at most
+        ``MAX_BATCHES_AWAITING_ACKS`` at a time."""
+        awaiting: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                events = await batcher.take()
+                try:
+                    delivered = await self.start(events)
+                except BaseException:
+                    batcher.done()
+                    raise
+                task = asyncio.ensure_future(self._release(events, delivered, consumer, batcher))
+                awaiting.add(task)
+                task.add_done_callback(awaiting.discard)
+                for done in [t for t in awaiting if t.done()]:
+                    done.result()
+                if len(awaiting) >= MAX_BATCHES_AWAITING_ACKS:
+                    await asyncio.wait(awaiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in awaiting:  # cancelled: those events stay unacked and are redelivered
+                task.cancel()
 
-    async def handle(self, events: Sequence[Any], consumer: Any) -> None:
-        """Process one batch of held Faust events; release them when the pipeline is done."""
+    async def _release(
+        self,
+        events: Sequence[Any],
+        delivered: Awaitable[None],
+        consumer: Any,
+        batcher: Batcher[Any],
+    ) -> None:
+        try:
+            await delivered
+            self.release(events, consumer)
+        finally:
+            batcher.done()
+
+    async def start(self, events: Sequence[Any]) -> Awaitable[None]:
+        """Start one batch of held Faust events (see :meth:`Pipeline.start_batch`)."""
         assert self.pipeline is not None
-        result = await self.pipeline.process_batch([_raw(e.message) for e in events])
+        result, delivered = await self.pipeline.start_batch([_raw(e.message) for e in events])
+        self._log_result(result)
+        return delivered
+
+    def release(self, events: Sequence[Any], consumer: Any) -> None:
+        """The batch is done: let its offsets be committed."""
         for event in events:
             event.message.ack(consumer)  # release: now the offset may be committed
             tp = event.message.tp
-            self.positions[(tp.topic, tp.partition)] = event.message.offset + 1
+            key = (tp.topic, tp.partition)
+            self.positions[key] = max(self.positions.get(key, 0), event.message.offset + 1)
+
+    def _log_result(self, result: BatchResult) -> None:
         if result.dead_letters or result.duplicates:
             log.info(
                 "batch of %d: %d applied, %d duplicates, dead letters %s",

@@ -9,7 +9,7 @@ only then.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,12 +39,17 @@ class Pipeline:
         self.acked_when_called: list[int] | None = None
         self.seen: list[RawMessage] = []
 
-    async def process_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
+    async def start_batch(
+        self, messages: Sequence[RawMessage]
+    ) -> tuple[BatchResult, Awaitable[None]]:
         self.seen = list(messages)
-        if self.gate is not None:
-            await self.gate.wait()
-        self.acked_when_called = list(self.consumer.acked)
-        return BatchResult(messages=len(messages), applied=len(messages))
+
+        async def acknowledged() -> None:
+            if self.gate is not None:
+                await self.gate.wait()  # Kafka has not acknowledged yet
+            self.acked_when_called = list(self.consumer.acked)
+
+        return BatchResult(messages=len(messages), applied=len(messages)), acknowledged()
 
 
 def delivered(offsets: Sequence[int]) -> list[Any]:
@@ -117,7 +122,9 @@ def test_a_crash_in_the_processing_loop_reaches_the_agent() -> None:
     consumer = Consumer()
 
     class Broken(Pipeline):
-        async def process_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
+        async def start_batch(
+            self, messages: Sequence[RawMessage]
+        ) -> tuple[BatchResult, Awaitable[None]]:
             raise RuntimeError("bug")
 
     rt = runtime(Broken(consumer))
@@ -130,3 +137,45 @@ def test_a_crash_in_the_processing_loop_reaches_the_agent() -> None:
     with pytest.raises(RuntimeError, match="bug"):
         asyncio.run(rt.consume(slow_stream(), consumer))
     assert consumer.acked == []
+
+
+def test_the_next_batch_runs_while_the_last_awaits_its_acknowledgements() -> None:
+    consumer = Consumer()
+    first_acked = asyncio.Event()
+    started: list[list[int]] = []
+
+    class SlowAcks(Pipeline):
+        async def start_batch(
+            self, messages: Sequence[RawMessage]
+        ) -> tuple[BatchResult, Awaitable[None]]:
+            started.append([m.offset for m in messages])
+            gate = first_acked if len(started) == 1 else None
+
+            async def acknowledged() -> None:
+                if gate is not None:
+                    await gate.wait()
+
+            return BatchResult(messages=len(messages)), acknowledged()
+
+    rt = runtime(SlowAcks(consumer))
+
+    async def scenario() -> list[int]:
+        async def stream() -> AsyncIterator[Any]:
+            for event in delivered([1, 2, 3]):
+                yield event
+                stream_ack([event], consumer)
+                await asyncio.sleep(0.01)  # one event per batch
+
+        task = asyncio.ensure_future(rt.consume(stream(), consumer))
+        while len(started) < 3:
+            await asyncio.sleep(0.005)
+        acked_before = list(consumer.acked)
+        first_acked.set()
+        await asyncio.wait_for(task, 2)
+        return acked_before
+
+    acked_before = asyncio.run(scenario())
+    assert started == [[1], [2], [3]]  # batches 2 and 3 ran while batch 1 awaited Kafka
+    assert acked_before == [2, 3]  # ... and only theirs were released
+    assert sorted(consumer.acked) == [1, 2, 3]
+    assert rt.positions[("play-events", 1)] == 4
