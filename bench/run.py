@@ -93,7 +93,14 @@ def plan_for(suite: str, quick: bool, rss_rate: float = 0.0) -> Plan:
         )
     return Plan(
         stages=suite in {"stages", "all"},
-        passthrough=(e2e.Step(2000.0, 40_000), e2e.Step(None, 60_000)) if e2e_on else (),
+        # At the latency targets' rates too: the Python client's own p99 there, for comparison.
+        passthrough=(
+            *fixed(tuple(r for r, _ in targets.P99_TARGETS), STEP_SECONDS),
+            e2e.Step(2000.0, 40_000),
+            e2e.Step(None, 60_000),
+        )
+        if e2e_on
+        else (),
         worker=worker,
         naive=(*fixed(NAIVE_RATES, STEP_SECONDS), e2e.Step(None, 10_000)) if e2e_on else (),
         profile_seconds=20.0 if suite in {"all", "profile"} else 0.0,

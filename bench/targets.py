@@ -119,11 +119,15 @@ def evaluate(report: Report) -> None:
         if run is None:
             continue
         p99 = run.p99_ms
+        measured = "not measured" if p99 is None else f"{p99:.1f} ms (kept up: {run.kept_up})"
+        floor = _at_rate(runs, "passthrough", rate)
+        if floor is not None and floor.p99_ms is not None:
+            measured += f"; raw aiokafka passthrough at {rate:g}/s: p99 {floor.p99_ms:.1f} ms"
         checks.append(
             TargetCheck(
                 f"p99 at {rate:g}",
                 f"p99 <= {bound:g} ms at {rate:g} events/s",
-                "not measured" if p99 is None else f"{p99:.1f} ms (kept up: {run.kept_up})",
+                measured,
                 None if p99 is None else p99 / bound,
                 None if p99 is None else (p99 <= bound and run.kept_up),
             )

@@ -199,6 +199,7 @@ def _report() -> Report:
         _run("worker", None, 1050.0, 400.0, 0.75),
         _run("naive", 200.0, 199.0, 20.0, None),
         _run("naive", None, 300.0, 900.0, None),
+        _run("passthrough", 700.0, 700.0, 12.0, None),
         _run("passthrough", None, 12_000.0, 60.0, None),
     ]
     return report
@@ -215,6 +216,8 @@ def test_targets_are_checked_against_the_runs() -> None:
     assert by_name["p99 at 200"].met is True
     assert by_name["p99 at 700"].met is False
     assert by_name["p99 at 700"].ratio == pytest.approx(30 / 25)
+    assert "passthrough at 700/s: p99 12.0 ms" in by_name["p99 at 700"].measured
+    assert "passthrough" not in by_name["p99 at 200"].measured  # not measured at 200
     # Kept up with p99 <= 25 ms: worker 199 ev/s (the 700 step is over), naive 199 ev/s.
     assert by_name["vs naive at equal p99"].met is False
     assert by_name["vs naive at max"].met is True
