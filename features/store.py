@@ -1,7 +1,9 @@
 """The Redis feature store: how session features and recommendation lists live in Redis.
 
-Writes (the stream worker): one Lua script per event appends the compact event record to the
-session log, dedupes by event id and refreshes the inactivity TTL, atomically.
+Writes (the stream worker): a Lua function per event appends the compact event record to the
+session log, dedupes by event id and refreshes the inactivity TTL, atomically. On a single
+Redis server one script call applies a whole batch and one more stores all its results; on a
+Redis Cluster each event and each session is its own script call (keys in the session's slot).
 Reads (the API, tests): the functions below, on the same key layout (:class:`nowplaying.keys.Keys`).
 """
 
