@@ -489,7 +489,9 @@ class FeatureStore:
         latest: Mapping[str, str],
         activity: Mapping[str, tuple[str, int]],
     ) -> list[Any]:
-        """``WRITE_BATCH_LUA``: per session, its per-list replies."""
+        """``WRITE_BATCH_LUA``: per session, its per-list replies (no call when nothing to do)."""
+        if not by_session and not activity:
+            return []
         k = self._keys
         keys: list[str] = []
         args: list[Any] = [self._ttl, ACTIVE_USERS_KEPT, len(by_session), len(latest)]
