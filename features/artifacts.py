@@ -82,6 +82,9 @@ class TrackArtifacts:
     pred_indptr: I64 = field(init=False)
     pred_indices: I32 = field(init=False)
     pred_count: F32 = field(init=False)
+    #: log1p of ``trans_count``, ``pred_count`` (the feature values, computed once)
+    trans_log_count: F32 = field(init=False)
+    pred_log_count: F32 = field(init=False)
 
     def __post_init__(self) -> None:
         n = len(self.track_ids)
@@ -97,7 +100,9 @@ class TrackArtifacts:
         setattr_(self, "track_table", np.vstack([table, default]).astype(np.float32))
         zero = np.zeros((1, self.embeddings.shape[1]), np.float32)
         setattr_(self, "embedding_table", np.vstack([self.embeddings, zero]).astype(np.float32))
-        setattr_(self, "embedding_table64", self.embedding_table.astype(np.float64))
+        # C order: gathering rows of the (F-ordered) SVD output is many times slower.
+        table64 = np.ascontiguousarray(self.embedding_table, dtype=np.float64)
+        setattr_(self, "embedding_table64", table64)
         # Stable by target over the source-ordered entries: each predecessor row is sorted.
         by_target = np.argsort(self.trans_indices, kind="stable")
         pred_indptr = np.zeros(n + 1, dtype=np.int64)
@@ -105,6 +110,8 @@ class TrackArtifacts:
         setattr_(self, "pred_indptr", pred_indptr)
         setattr_(self, "pred_indices", rows[by_target].astype(np.int32))
         setattr_(self, "pred_count", self.trans_count[by_target])
+        setattr_(self, "trans_log_count", np.log1p(self.trans_count))
+        setattr_(self, "pred_log_count", np.log1p(self.pred_count))
 
     @property
     def n_tracks(self) -> int:
@@ -147,23 +154,19 @@ class TrackArtifacts:
         return self.trans_indices[lo:hi], self.trans_count[lo:hi]
 
     def transition_rows(self, sources: I64, *, reverse: bool = False) -> tuple[I64, I64]:
-        """The transitions out of each of ``sources`` (into it with ``reverse``), in one pass.
+        """The transitions out of each of the (known, >= 0) ``sources``, or into it with
+        ``reverse``, in one pass.
 
         Returns ``(owner, entry)``: for each transition, the position in ``sources`` it belongs
         to (ascending) and its entry in the CSR arrays (``trans_indices`` / ``trans_count`` /
         ``trans_listened``; ``pred_indices`` / ``pred_count`` with ``reverse``), in row order.
-        A source of -1 has none.
         """
         indptr = self.pred_indptr if reverse else self.trans_indptr
-        known = sources >= 0
-        safe = np.where(known, sources, 0)
-        lo = indptr[safe]
-        lengths = np.where(known, indptr[safe + 1] - lo, 0)
-        owner = np.repeat(np.arange(len(sources), dtype=np.int64), lengths)
-        # entry = lo[owner] + (rank of the entry within its row)
-        ends = np.cumsum(lengths)
-        entry = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
-        entry += np.repeat(lo - (ends - lengths), lengths)
+        lo = indptr[sources]
+        lengths = indptr[sources + 1] - lo
+        owner = np.repeat(np.arange(len(sources)), lengths)
+        # entry = lo of its row + its rank within the row
+        entry = np.arange(len(owner)) + (lo - np.cumsum(lengths) + lengths)[owner]
         return owner, entry
 
     def has_transition(self, source_id: str, target_id: str) -> bool:

@@ -23,7 +23,7 @@ from typing import Final
 
 import numpy as np
 
-from features.artifacts import I32, TrackArtifacts
+from features.artifacts import I32, I64, TrackArtifacts
 from features.context import MAX_BATCH_CELLS, StateContext
 
 SOURCES: Final = ("colisten", "taste", "popular")
@@ -73,49 +73,48 @@ def _candidates(
     n_states = len(contexts)
     if n_states == 0:
         return []
+    n_tracks = artifacts.n_tracks
     states = np.arange(n_states)
-    taken = np.zeros((n_states, artifacts.n_tracks), dtype=bool)  # per state: played or picked
-    spare = np.array([len(c.played) for c in contexts], dtype=np.int64)
-    if spare.any():
-        taken[np.repeat(states, spare), np.concatenate([c.played for c in contexts])] = True
-    # Co-listen: the first min(quota, n) tracks not played, by score (ties by index).
-    scores = np.stack([c.colisten[:-1] for c in contexts])
-    # (np.nonzero of a 2-d array is many times slower than of a flat boolean mask.)
-    rows, cols = np.divmod(np.flatnonzero(scores != 0), artifacts.n_tracks)
-    # By state, then score descending, then index (a stable sort of the flat order): positive
-    # float32 values order as their bit patterns do.
-    bits = scores[rows, cols].view(np.int32).astype(np.int64)
-    order = np.argsort((rows << 31) | (0x7FFFFFFF - bits), kind="stable")
+    taken = np.zeros((n_states, n_tracks), dtype=bool)  # per state: played or picked
+    for b, ctx in enumerate(contexts):
+        taken[b, ctx.played] = True
+    spare = np.array([len(c.played) for c in contexts], dtype=np.int64)  # distinct tracks
+    # Co-listen: the first min(quota, n) tracks not played, by score (ties by index). (np.nonzero
+    # of a 2-d array is many times slower than np.flatnonzero of a flat boolean mask.)
+    scores = np.array([c.colisten[:-1] for c in contexts])
+    flat = np.flatnonzero((scores != 0) > taken)
+    rows, cols = np.divmod(flat, n_tracks)
+    # By state, then score descending (positive float32 values order as their bit patterns
+    # do), then index (a stable sort of the flat order).
+    order = np.argsort((rows << 31) - scores.view(np.int32).ravel()[flat], kind="stable")
     rows, cols = rows[order], cols[order]
-    fresh = ~taken[rows, cols]
-    rows, cols = rows[fresh], cols[fresh]
     rank = np.arange(len(rows)) - np.searchsorted(rows, states)[rows]
     pick = rank < max(min(COLISTEN_QUOTA, n), 0)
     colisten_rows, colisten = rows[pick], cols[pick]
     taken[colisten_rows, colisten] = True
     rest = n - np.bincount(colisten_rows, minlength=n_states)
-    # Taste: per state (a product over all tracks, then a partial sort).
-    taste = []
-    for b, ctx in enumerate(contexts):
-        quota = min(TASTE_QUOTA, int(rest[b]))
-        taste.append(
-            _take(_top_taste(ctx, artifacts, TASTE_QUOTA + int(spare[b])), taken[b], quota)
-        )
-    taste_count = np.array([len(t) for t in taste], dtype=np.int64)
+    # Taste: per state a product over all tracks and a partial sort; the rest batch-wise.
+    taste_rows, taste = _top_taste(contexts, artifacts, TASTE_QUOTA + spare)
+    fresh = ~taken[taste_rows, taste]
+    fresh_upto = np.cumsum(fresh)
+    fresh_before = np.concatenate(([0], fresh_upto))[np.searchsorted(taste_rows, states)]
+    quota = np.minimum(TASTE_QUOTA, rest)
+    fresh &= fresh_upto - fresh_before[taste_rows] <= quota[taste_rows]
+    taste_rows, taste = taste_rows[fresh], taste[fresh]
+    taken[taste_rows, taste] = True
+    taste_count = np.bincount(taste_rows, minlength=n_states)
     rest -= taste_count
-    # Popular: the first ``rest`` tracks not taken, in popularity order.
-    limit = rest + spare + COLISTEN_QUOTA + TASTE_QUOTA  # a prefix long enough for any state
-    popular = artifacts.popular[: int(limit.max())]
+    # Popular: the first ``rest`` tracks not taken, in popularity order. At most spare + quotas
+    # tracks are taken, so they lie in this prefix.
+    popular = artifacts.popular[: int((rest + spare).max()) + COLISTEN_QUOTA + TASTE_QUOTA]
     free = ~taken[:, popular]
-    free &= np.arange(len(popular)) < limit[:, None]
     free &= np.cumsum(free, axis=1) <= rest[:, None]
     popular_rows, at = np.divmod(np.flatnonzero(free), len(popular))
     # Group by state, keeping the source order: co-listen, taste, popular.
-    owner = np.concatenate([colisten_rows, np.repeat(states, taste_count), popular_rows])
-    tracks = np.concatenate([colisten, *taste, popular[at]]).astype(np.int32)
+    owner = np.concatenate([colisten_rows, taste_rows, popular_rows])
+    tracks = np.concatenate([colisten, taste, popular[at]]).astype(np.int32)
     sources = np.repeat(
-        np.array([COLISTEN, TASTE, POPULAR], np.int8),
-        [len(colisten), int(taste_count.sum()), len(at)],
+        np.array([COLISTEN, TASTE, POPULAR], np.int8), [len(colisten), len(taste), len(at)]
     )
     grouped = np.argsort(owner, kind="stable")
     tracks, sources = tracks[grouped], sources[grouped]
@@ -123,32 +122,21 @@ def _candidates(
     return [Candidates(tracks[lo:hi], sources[lo:hi]) for lo, hi in pairwise(bounds)]
 
 
-def _take(tracks: I32, taken: np.ndarray, k: int) -> I32:
-    """The first ``k`` tracks not taken yet; marks them taken."""
-    fresh: I32 = tracks[~taken[tracks]][: max(k, 0)]
-    taken[fresh] = True
-    return fresh
-
-
-def _top_colisten(ctx: StateContext, k: int) -> I32:
-    """Tracks with a positive co-listen score, best first (ties: track index, i.e. id order)."""
-    scores = ctx.colisten[:-1]
-    nonzero = np.flatnonzero(scores)
-    if len(nonzero) == 0:
-        return np.empty(0, np.int32)
-    order = np.lexsort((nonzero, -scores[nonzero]))[:k]
-    top: I32 = nonzero[order].astype(np.int32)
-    return top
-
-
-def _top_taste(ctx: StateContext, artifacts: TrackArtifacts, k: int) -> I32:
-    """Nearest neighbours of the taste direction by cosine, best first (ties by index)."""
-    direction = ctx.taste_direction
-    if k <= 0 or not direction.any():
-        return np.empty(0, np.int32)
-    sims = artifacts.embeddings @ direction.astype(np.float32)
-    k = min(k, len(sims))
-    part = np.argpartition(-sims, k - 1)[:k]
-    order = np.lexsort((part, -sims[part]))
-    top: I32 = part[order].astype(np.int32)
-    return top
+def _top_taste(
+    contexts: Sequence[StateContext], artifacts: TrackArtifacts, k: I64
+) -> tuple[I64, I64]:
+    """The ``k[b]`` nearest neighbours by cosine of each state's taste direction, best first
+    (ties by index), as (state, track) pairs grouped by state. No direction: no neighbours."""
+    directions = np.array([c.directions for c in contexts])
+    listened, recent = directions[:, :, 1], directions[:, :, 3]
+    taste = np.where(listened.any(axis=1, keepdims=True), listened, recent).astype(np.float32)
+    use = np.flatnonzero(taste.any(axis=1) & (k > 0))
+    k = np.minimum(k, artifacts.n_tracks)
+    tops = []
+    for b in use.tolist():
+        neg = -(artifacts.embeddings @ taste[b])
+        part = np.argpartition(neg, k[b] - 1)[: k[b]]
+        tops.append(part[np.lexsort((part, neg[part]))])
+    if not tops:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.repeat(use, k[use]), np.concatenate(tops)

@@ -11,6 +11,7 @@ Bump :data:`FEATURE_VERSION` whenever a feature's meaning, order or computation 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from typing import Final
 
 import numpy as np
@@ -93,10 +94,11 @@ def rows_for_many(
     return out
 
 
-#: Per state, dense over all tracks: count(source -> t) for the current, previous, last
-#: listened and last skipped tracks, count(t -> current) and listened count(current -> t).
-_PAIR_ROWS: Final = 6
-_REVERSE, _LISTENED = 4, 5
+#: Per state and track t, the pair values gathered at the candidates: log1p(count(source -> t))
+#: for the current, previous, last listened and last skipped tracks, log1p(count(t -> current)),
+#: then count(current -> t) and its listened count.
+_PAIR_ROWS: Final = 7
+_REVERSE, _COUNT, _LISTENED = 4, 5, 6
 
 
 def _fill_rows(
@@ -107,34 +109,36 @@ def _fill_rows(
     artifacts: TrackArtifacts,
 ) -> None:
     n_states, n = len(contexts), len(out)
-    owner = np.repeat(np.arange(n_states), sizes)  # the state of each row
     cand = np.concatenate(tracks).astype(np.int64)
-    out[:, :_S] = np.stack([c.session_features for c in contexts])[owner]
-    out[:, _TRACK] = artifacts.track_table[cand]
-    # Pair counts: scatter the few source tracks' CSR rows into a dense table, gather at the
-    # candidates. A source or candidate of -1 reads 0 (no row; the extra last column).
+    out[:, :_S] = np.repeat(np.array([c.session_features for c in contexts]), sizes, axis=0)
+    out[:, _TRACK] = artifacts.track_table.take(cand, axis=0)  # -1: the unknown-track row
+    # Pair values: scatter the few source tracks' CSR rows into a dense [state, track] table,
+    # gather at the candidates. A source or candidate of -1 reads 0 (no row; the extra column).
     width = artifacts.n_tracks + 1
-    sources = np.array(
-        [(c.current, c.previous, c.last_listened, c.last_skipped) for c in contexts],
-        dtype=np.int64,
-    )
-    table = np.zeros(n_states * _PAIR_ROWS * width, dtype=np.float32)
-    which, entry = artifacts.transition_rows(sources.ravel())
-    state, kind = np.divmod(which, 4)
-    targets = artifacts.trans_indices[entry]
-    table[(state * _PAIR_ROWS + kind) * width + targets] = artifacts.trans_count[entry]
-    of_current = kind == 0
-    cells = (state[of_current] * _PAIR_ROWS + _LISTENED) * width + targets[of_current]
-    table[cells] = artifacts.trans_listened[entry[of_current]]
-    state, entry = artifacts.transition_rows(sources[:, 0], reverse=True)
-    cells = (state * _PAIR_ROWS + _REVERSE) * width + artifacts.pred_indices[entry]
-    table[cells] = artifacts.pred_count[entry]
-    at = owner * (_PAIR_ROWS * width) + cand % width
-    counts = table[at[:, None] + np.arange(5) * width]  # current, previous, ..., reverse
-    cur_listened = table[at + _LISTENED * width]
-    out[:, _PAIRS] = np.log1p(counts)
-    cur_count = counts[:, 0]
-    current = sources[owner, 0]
+    table = np.zeros((n_states * width, _PAIR_ROWS), dtype=np.float32)
+    sources = [(c.current, c.previous, c.last_listened, c.last_skipped) for c in contexts]
+    known = [(i, s) for i, s in enumerate(chain.from_iterable(sources)) if s >= 0]
+    if known:
+        which, source = np.array(known, dtype=np.int64).T
+        of, entry = artifacts.transition_rows(source)
+        state, kind = np.divmod(which[of], 4)
+        cells = state * width + artifacts.trans_indices[entry]
+        table[cells, kind] = artifacts.trans_log_count[entry]
+        of_current = kind == 0
+        cells, entry = cells[of_current], entry[of_current]
+        table[cells, _COUNT] = artifacts.trans_count[entry]
+        table[cells, _LISTENED] = artifacts.trans_listened[entry]
+    current = np.array([c.current for c in contexts], dtype=np.int64)
+    states = np.flatnonzero(current >= 0)
+    if len(states):
+        of, entry = artifacts.transition_rows(current[states], reverse=True)
+        cells = states[of] * width + artifacts.pred_indices[entry]
+        table[cells, _REVERSE] = artifacts.pred_log_count[entry]
+    owner = np.repeat(np.arange(n_states), sizes)  # the state of each row
+    pairs = table.take(owner * width + cand % width, axis=0)
+    out[:, _PAIRS] = pairs[:, :_COUNT]
+    cur_count, cur_listened = pairs[:, _COUNT], pairs[:, _LISTENED]
+    current = current[owner]
     out_count = np.where(current >= 0, artifacts.out_count[current], np.float32(0.0))
     out[:, _S + 8] = np.log1p(cur_listened)
     out[:, _S + 9] = np.divide(
@@ -144,7 +148,7 @@ def _fill_rows(
     out[:, _S + 10] = (cur_listened + LISTEN_RATE_PRIOR * cand_listen) / (
         cur_count + LISTEN_RATE_PRIOR
     )
-    embeddings = artifacts.embedding_table64[cand]
+    embeddings = artifacts.embedding_table64.take(cand, axis=0)
     colisten = np.empty(n, dtype=np.float32)
     start = 0
     for ctx, size in zip(contexts, sizes, strict=True):

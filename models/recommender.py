@@ -106,7 +106,35 @@ class Recommender:
 
     def recommend(self, states: Sequence[SessionState], k: int) -> list[list[Recommendation]]:
         """Top-``k`` lists, one per state, best first."""
-        return [self._top_k(s, k) for s in self.score(states)]
+        return self.top_k(self.score(states), k)
+
+    def top_k(self, scored: Sequence[Scored], k: int) -> list[list[Recommendation]]:
+        """Each state's ``k`` best candidates, by score (ties: track id)."""
+        if not scored:
+            return []
+        # Track indices follow track id order, so this breaks score ties by track id.
+        picked, ends, start = [], [], 0
+        for s in scored:
+            picked.append(np.lexsort((s.candidates.tracks, -s.scores))[:k] + start)
+            start += len(s.scores)
+            ends.append(len(picked[-1]))
+        at = np.concatenate(picked)
+        tracks = np.concatenate([s.candidates.tracks for s in scored])[at]
+        ids = self._track_ids[tracks].tolist()
+        scores = np.concatenate([s.scores for s in scored])[at].tolist()
+        sources = np.concatenate([s.candidates.sources for s in scored])[at].tolist()
+        out, i = [], 0
+        for count in ends:
+            out.append(
+                [
+                    Recommendation(
+                        track_id=ids[j], score=scores[j], rank=j - i + 1, source=SOURCES[sources[j]]
+                    )
+                    for j in range(i, i + count)
+                ]
+            )
+            i += count
+        return out
 
     def _run(self, rows: F32) -> F32:
         started = time.perf_counter()
@@ -114,22 +142,6 @@ class Recommender:
         metrics.INFERENCE.observe(time.perf_counter() - started)
         metrics.INFERENCE_ROWS.observe(len(rows))
         return scores
-
-    def _top_k(self, scored: Scored, k: int) -> list[Recommendation]:
-        tracks = scored.candidates.tracks
-        # Track indices follow track id order, so this breaks score ties by track id.
-        order = np.lexsort((tracks, -scored.scores))[:k]
-        ids = self._track_ids[tracks[order]]
-        sources = scored.candidates.sources[order]
-        return [
-            Recommendation(
-                track_id=ids[i],
-                score=float(scored.scores[j]),
-                rank=i + 1,
-                source=SOURCES[sources[i]],
-            )
-            for i, j in enumerate(order)
-        ]
 
 
 def check_metadata(metadata: dict[str, Any]) -> None:
