@@ -3,7 +3,10 @@
 Candidate generation (:mod:`features.candidates`) and feature rows (:mod:`features.rows`) both
 start from a :class:`StateContext`: the state's tracks as artifact indices, the session-level
 feature values, the taste centroids in embedding space and the recency-weighted co-listen score
-of every track.
+of every track. :func:`state_contexts` resolves a batch of states together (one track-id lookup,
+one centroid sum, one co-listen scatter); a state's context does not depend on its batch, and
+:func:`state_context` is the batch of one. Contexts of one batch share arrays (their fields are
+views), so they are read-only.
 """
 
 from __future__ import annotations
@@ -38,15 +41,6 @@ class StateContext:
     #: centroids (unit vectors; zeros when there is nothing to average)
     directions: NDArray[np.float64]
     colisten: F32  # [T + 1] recency-weighted "followed the recent tracks" count, last entry 0
-
-    @property
-    def taste_direction(self) -> NDArray[np.float64]:
-        """Listened-taste centroid, or the recent tracks' before anything was listened through."""
-        listened: NDArray[np.float64] = self.directions[:, 1]
-        if listened.any():
-            return listened
-        recent: NDArray[np.float64] = self.directions[:, 3]
-        return recent
 
 
 def state_context(state: SessionState, artifacts: TrackArtifacts) -> StateContext:
