@@ -22,6 +22,7 @@ from itertools import pairwise
 from typing import Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from features.artifacts import I32, I64, TrackArtifacts
 from features.context import MAX_BATCH_CELLS, StateContext
@@ -75,46 +76,42 @@ def _candidates(
         return []
     n_tracks = artifacts.n_tracks
     states = np.arange(n_states)
-    taken = np.zeros((n_states, n_tracks), dtype=bool)  # per state: played or picked
+    # Per state: played or picked. The extra last column (always taken) pads track lists.
+    taken = np.zeros((n_states, n_tracks + 1), dtype=bool)
+    taken[:, n_tracks] = True
     for b, ctx in enumerate(contexts):
         taken[b, ctx.played] = True
     spare = np.array([len(c.played) for c in contexts], dtype=np.int64)  # distinct tracks
     # Co-listen: the first min(quota, n) tracks not played, by score (ties by index). (np.nonzero
     # of a 2-d array is many times slower than np.flatnonzero of a flat boolean mask.)
-    scores = np.array([c.colisten[:-1] for c in contexts])
+    scores = np.array([c.colisten for c in contexts])
+    width = n_tracks + 1
     flat = np.flatnonzero((scores != 0) > taken)
-    rows, cols = np.divmod(flat, n_tracks)
-    # By state, then score descending (positive float32 values order as their bit patterns
-    # do), then index (a stable sort of the flat order).
-    order = np.argsort((rows << 31) - scores.view(np.int32).ravel()[flat], kind="stable")
-    rows, cols = rows[order], cols[order]
+    rows, cols = np.divmod(flat, width)
+    # Sort by state, then score descending (positive float32 values order as their bit patterns
+    # do), then index: one int64 key each (chunks keep states * width <= MAX_BATCH_CELLS).
+    inverted = 0x7FFFFFFF - scores.view(np.int32).ravel()[flat]
+    high, cols = np.divmod(np.sort(((rows << 31) | inverted) * width + cols), width)
+    rows = high >> 31
     rank = np.arange(len(rows)) - np.searchsorted(rows, states)[rows]
     pick = rank < max(min(COLISTEN_QUOTA, n), 0)
     colisten_rows, colisten = rows[pick], cols[pick]
     taken[colisten_rows, colisten] = True
     rest = n - np.bincount(colisten_rows, minlength=n_states)
-    # Taste: per state a product over all tracks and a partial sort; the rest batch-wise.
-    taste_rows, taste = _top_taste(contexts, artifacts, TASTE_QUOTA + spare)
-    fresh = ~taken[taste_rows, taste]
-    fresh_upto = np.cumsum(fresh)
-    fresh_before = np.concatenate(([0], fresh_upto))[np.searchsorted(taste_rows, states)]
-    quota = np.minimum(TASTE_QUOTA, rest)
-    fresh &= fresh_upto - fresh_before[taste_rows] <= quota[taste_rows]
-    taste_rows, taste = taste_rows[fresh], taste[fresh]
-    taken[taste_rows, taste] = True
-    taste_count = np.bincount(taste_rows, minlength=n_states)
-    rest -= taste_count
+    # Taste: per state a product over all tracks and a partial sort; the take batch-wise.
+    neighbours = _top_taste(contexts, artifacts, TASTE_QUOTA + spare)
+    taste_rows, taste = _first_free(neighbours, taken, np.minimum(TASTE_QUOTA, rest))
+    rest -= np.bincount(taste_rows, minlength=n_states)
     # Popular: the first ``rest`` tracks not taken, in popularity order. At most spare + quotas
     # tracks are taken, so they lie in this prefix.
-    popular = artifacts.popular[: int((rest + spare).max()) + COLISTEN_QUOTA + TASTE_QUOTA]
-    free = ~taken[:, popular]
-    free &= np.cumsum(free, axis=1) <= rest[:, None]
-    popular_rows, at = np.divmod(np.flatnonzero(free), len(popular))
+    head = artifacts.popular[: int((rest + spare).max()) + COLISTEN_QUOTA + TASTE_QUOTA]
+    lists = np.broadcast_to(head.astype(np.int64), (n_states, len(head)))
+    popular_rows, popular = _first_free(lists, taken, rest)
     # Group by state, keeping the source order: co-listen, taste, popular.
     owner = np.concatenate([colisten_rows, taste_rows, popular_rows])
-    tracks = np.concatenate([colisten, taste, popular[at]]).astype(np.int32)
+    tracks = np.concatenate([colisten, taste, popular]).astype(np.int32)
     sources = np.repeat(
-        np.array([COLISTEN, TASTE, POPULAR], np.int8), [len(colisten), len(taste), len(at)]
+        np.array([COLISTEN, TASTE, POPULAR], np.int8), [len(colisten), len(taste), len(popular)]
     )
     grouped = np.argsort(owner, kind="stable")
     tracks, sources = tracks[grouped], sources[grouped]
@@ -122,21 +119,31 @@ def _candidates(
     return [Candidates(tracks[lo:hi], sources[lo:hi]) for lo, hi in pairwise(bounds)]
 
 
-def _top_taste(
-    contexts: Sequence[StateContext], artifacts: TrackArtifacts, k: I64
-) -> tuple[I64, I64]:
-    """The ``k[b]`` nearest neighbours by cosine of each state's taste direction, best first
-    (ties by index), as (state, track) pairs grouped by state. No direction: no neighbours."""
+def _first_free(lists: I64, taken: NDArray[np.bool_], quota: I64) -> tuple[I64, I64]:
+    """Per row b of ``lists`` [B, L], the first ``quota[b]`` tracks not taken in row b, in
+    list order, as (row, track) pairs grouped by row; marks them taken."""
+    free = ~taken[np.arange(len(lists))[:, None], lists]
+    free &= np.cumsum(free, axis=1) <= quota[:, None]
+    rows, at = np.divmod(np.flatnonzero(free), lists.shape[1])
+    tracks = lists[rows, at]
+    taken[rows, tracks] = True
+    return rows, tracks
+
+
+def _top_taste(contexts: Sequence[StateContext], artifacts: TrackArtifacts, k: I64) -> I64:
+    """[B, max k] the ``k[b]`` nearest neighbours by cosine of each state's taste direction,
+    best first (ties by index), padded with ``n_tracks``. No direction: no neighbours."""
+    n_tracks = artifacts.n_tracks
     directions = np.array([c.directions for c in contexts])
     listened, recent = directions[:, :, 1], directions[:, :, 3]
     taste = np.where(listened.any(axis=1, keepdims=True), listened, recent).astype(np.float32)
-    use = np.flatnonzero(taste.any(axis=1) & (k > 0))
-    k = np.minimum(k, artifacts.n_tracks)
-    tops = []
-    for b in use.tolist():
+    k = np.minimum(k, n_tracks)
+    top = np.full((len(contexts), int(k.max())), n_tracks, dtype=np.int64)
+    for b in np.flatnonzero(taste.any(axis=1)).tolist():
+        size = int(k[b])
+        if size <= 0:
+            continue
         neg = -(artifacts.embeddings @ taste[b])
-        part = np.argpartition(neg, k[b] - 1)[: k[b]]
-        tops.append(part[np.lexsort((part, neg[part]))])
-    if not tops:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.repeat(use, k[use]), np.concatenate(tops)
+        part = np.argpartition(neg, size - 1)[:size]
+        top[b, :size] = part[np.lexsort((part, neg[part]))]
+    return top
