@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.datasets import DataError, Session, load_sessions, session_events
 from nowplaying.settings import Settings
+from streams.replay import interleave
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +49,6 @@ def bench_sessions(settings: Settings, limit: int | None) -> tuple[list[Session]
         return load_sessions(settings, None, synthetic=True, limit=limit)
 
 
-def interleave(streams: Sequence[Sequence[Prepared]], concurrent: int) -> Iterator[Prepared]:
-    """Round-robin over ``concurrent`` sessions at a time, each session's events in order; a
-    finished session's slot goes to the next session."""
-    pending = deque(streams)
-    active: deque[Iterator[Prepared]] = deque()
-    while pending and len(active) < concurrent:
-        active.append(iter(pending.popleft()))
-    while active:
-        it = active.popleft()
-        nxt = next(it, None)
-        if nxt is None:
-            if pending:
-                active.append(iter(pending.popleft()))
-            continue
-        yield nxt
-        active.append(it)
-
-
 def prepare_session(session: Session, tag: str, start_ts: int) -> list[Prepared]:
     out: list[Prepared] = []
     for ev in session_events(session, start_ts=start_ts):
@@ -99,5 +81,8 @@ def build_workload(
         chosen.append(prepared)
         total += len(prepared)
         i += 1
-    events = list(interleave(chosen, concurrent))
+    # Listeners are not synchronised: a random active session plays next (seeded, the same
+    # order every run). Round-robin would run in lockstep: all sessions start a track, then all
+    # end one, so the worker saw alternating seconds of track starts only and ends only.
+    events = list(interleave(chosen, concurrent, seed=offset))
     return events[:n_events]

@@ -34,7 +34,8 @@ from bench.targets import (
     evaluate,
     ranker_share,
 )
-from bench.workload import Prepared, interleave
+from bench.workload import build_workload
+from models.datasets import synthetic_sessions
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -113,20 +114,20 @@ def test_rss_per_minute_only_for_long_runs() -> None:
     assert rss_per_minute(long) == (100.0, 160.0, 220.0, 280.0)
 
 
-def _prep(session: str, i: int) -> Prepared:
-    return Prepared(f"{session}-{i}", session.encode(), b"{}", i % 2 == 0)
-
-
-def test_interleave_keeps_each_session_in_order_and_fills_free_slots() -> None:
-    streams = [[_prep(s, i) for i in range(n)] for s, n in (("a", 3), ("b", 1), ("c", 2))]
-    out = [p.event_id for p in interleave(streams, concurrent=2)]
-    assert sorted(out) == sorted(p.event_id for s in streams for p in s)
-    for session in "abc":
-        mine = [e for e in out if e.startswith(session)]
-        assert mine == sorted(mine)
-    # Only two sessions at once: "c" starts after "b" has finished.
-    assert out.index("c-0") > out.index("b-0")
-    assert out[:2] == ["a-0", "b-0"]
+def test_the_workload_mixes_starts_and_ends_like_unsynchronised_listeners() -> None:
+    """Every window of the replay holds starts and ends alike (no seconds of starts only), each
+    session's events stay in order, and the order is the same every run."""
+    sessions = synthetic_sessions(300, seed=5)
+    events = build_workload(sessions, 6000, tag="t", concurrent=200)
+    # (The first window leans to starts: every session begins with one.)
+    shares = [sum(e.is_start for e in events[i : i + 200]) / 200 for i in range(200, 6000, 200)]
+    assert min(shares) > 0.35 and max(shares) < 0.65
+    by_session: dict[bytes, list[str]] = {}
+    for e in events:
+        by_session.setdefault(e.key, []).append(json.loads(e.value)["event_type"])
+    assert all(types[0] == "track_start" for types in by_session.values())
+    again = build_workload(sessions, 6000, tag="t", concurrent=200)
+    assert [e.event_id for e in again] == [e.event_id for e in events]
 
 
 def test_redis_benchmark_csv_and_url_parsing() -> None:
