@@ -108,13 +108,13 @@ class Settings(BaseSettings):
     candidates: int = Field(200, ge=1, description="Candidates ranked per track start.")
     batch_max_events: int = Field(200, ge=1, description="Most events processed as one batch.")
     batch_within_seconds: float = Field(
-        0.005,
+        0.01,
         ge=0,
         description="Under load, how long to wait to fill a batch (0: never; a batch is then "
         "what arrived while the last one was processed).",
     )
     batch_linger_after_events: int = Field(
-        8,
+        4,
         ge=1,
         description="Under load means: the last batch held at least this many events.",
     )
