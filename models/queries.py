@@ -19,8 +19,8 @@ from typing import Final
 import numpy as np
 
 from features.artifacts import F32, I32, TrackArtifacts
-from features.candidates import generate_candidates
-from features.context import StateContext, state_context
+from features.candidates import generate_candidates_many
+from features.context import state_contexts
 from features.rows import N_FEATURES, rows_for_many
 from features.session import Outcome, SessionState, apply_event
 from models.datasets import Session, session_records
@@ -93,32 +93,33 @@ def training_data(
     ``max_queries`` stops after that many queries.
     """
     rng = np.random.default_rng(seed)
-    pending: list[StateContext] = []  # contexts whose rows are not built yet (they are large)
     parts_rows: list[F32] = []
     parts_labels: list[np.ndarray] = []
     parts_tracks: list[I32] = []
     keys: list[tuple[str, int]] = []
-    for query in _eligible(queries, artifacts, per_session, rng)[:max_queries]:
-        positive = artifacts.index[query.next_track]
-        ctx = state_context(query.state, artifacts)
-        generated = generate_candidates(ctx, artifacts, candidates).tracks
-        others = generated[generated != positive]
-        if negatives is not None and len(others) > negatives:
-            others = others[rng.permutation(len(others))[:negatives]]
-        # The positive goes to a random place among the (randomly ordered) negatives.
-        at = int(rng.integers(0, len(others) + 1))
-        tracks = np.insert(others, at, positive).astype(np.int32)
-        labels = np.zeros(len(tracks), np.int32)
-        labels[at] = query.gain
-        pending.append(ctx)
-        parts_labels.append(labels)
-        parts_tracks.append(tracks)
-        keys.append((query.session_id, query.position))
-        if len(pending) == _ROW_BATCH:
-            parts_rows.append(rows_for_many(pending, parts_tracks[-len(pending) :], artifacts))
-            pending = []
-    if pending:
-        parts_rows.append(rows_for_many(pending, parts_tracks[-len(pending) :], artifacts))
+    eligible = _eligible(queries, artifacts, per_session, rng)[:max_queries]
+    # Contexts, candidates and rows a chunk of queries at a time (the batch feature code the
+    # stream worker runs; contexts are large, so only one chunk's are held).
+    for start in range(0, len(eligible), _ROW_BATCH):
+        chunk = eligible[start : start + _ROW_BATCH]
+        contexts = state_contexts([q.state for q in chunk], artifacts)
+        generated = generate_candidates_many(contexts, artifacts, candidates)
+        chunk_tracks: list[I32] = []
+        for query, cands in zip(chunk, generated, strict=True):
+            positive = artifacts.index[query.next_track]
+            others = cands.tracks[cands.tracks != positive]
+            if negatives is not None and len(others) > negatives:
+                others = others[rng.permutation(len(others))[:negatives]]
+            # The positive goes to a random place among the (randomly ordered) negatives.
+            at = int(rng.integers(0, len(others) + 1))
+            tracks = np.insert(others, at, positive).astype(np.int32)
+            labels = np.zeros(len(tracks), np.int32)
+            labels[at] = query.gain
+            parts_labels.append(labels)
+            chunk_tracks.append(tracks)
+            keys.append((query.session_id, query.position))
+        parts_tracks += chunk_tracks
+        parts_rows.append(rows_for_many(contexts, chunk_tracks, artifacts))
     groups = [len(t) for t in parts_tracks]
     return _stack(parts_rows, parts_labels, parts_tracks, groups, keys)
 
