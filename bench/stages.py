@@ -131,7 +131,7 @@ async def features_stage(settings: Settings, report: Report, quick: bool) -> Non
         ),
         StageResult(
             "features",
-            "Lua update, 100 per pipelined round trip",
+            "Lua update of 100 events in one call (the worker's batch script)",
             "batch of 100",
             per_batch * 1000,
             100 / per_batch,
