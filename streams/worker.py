@@ -159,11 +159,12 @@ class WorkerRuntime:
                 except BaseException:
                     batcher.done()
                     raise
-                task = asyncio.ensure_future(self._release(events, delivered, consumer, batcher))
-                awaiting.add(task)
-                task.add_done_callback(awaiting.discard)
+                awaiting.add(
+                    asyncio.ensure_future(self._release(events, delivered, consumer, batcher))
+                )
                 for done in [t for t in awaiting if t.done()]:
-                    done.result()
+                    awaiting.discard(done)
+                    done.result()  # never fails (the pipeline retries): if one did, surface it
                 if len(awaiting) >= MAX_BATCHES_AWAITING_ACKS:
                     await asyncio.wait(awaiting, return_when=asyncio.FIRST_COMPLETED)
         finally:

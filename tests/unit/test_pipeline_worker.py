@@ -179,3 +179,27 @@ def test_the_next_batch_runs_while_the_last_awaits_its_acknowledgements() -> Non
     assert acked_before == [2, 3]  # ... and only theirs were released
     assert sorted(consumer.acked) == [1, 2, 3]
     assert rt.positions[("play-events", 1)] == 4
+
+
+def test_a_failure_while_awaiting_acknowledgements_reaches_the_agent() -> None:
+    consumer = Consumer()
+
+    class BrokenAcks(Pipeline):
+        async def start_batch(
+            self, messages: Sequence[RawMessage]
+        ) -> tuple[BatchResult, Awaitable[None]]:
+            async def acknowledged() -> None:
+                raise RuntimeError("bug in the acknowledgement wait")
+
+            return BatchResult(messages=len(messages)), acknowledged()
+
+    rt = runtime(BrokenAcks(consumer))
+
+    async def slow_stream() -> AsyncIterator[Any]:
+        for event in delivered([1, 2, 3]):
+            yield event
+            await asyncio.sleep(0.01)
+
+    with pytest.raises(RuntimeError, match="acknowledgement wait"):
+        asyncio.run(rt.consume(slow_stream(), consumer))
+    assert consumer.acked == []
