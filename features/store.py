@@ -349,7 +349,7 @@ class FeatureStore:
                 raise reply  # the server is unhappy (OOM, LOADING, ...): the caller retries
         return replies
 
-    async def _evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _call_script(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """One EVALSHA; when the server lost the scripts, load them and call again (safe for
         the same reason as in :meth:`_execute`)."""
         try:
@@ -366,13 +366,10 @@ class FeatureStore:
         held = [self._held(ev.session_id) for ev in events]
         if self._batch:
             replies = await self._apply_batch(events, held)
-            return [
-                self._applied(ev, known, reply)
-                for ev, known, reply in zip(events, held, replies, strict=True)
-            ]
-        replies = await self._execute(
-            lambda pipe: self._queue_applies(pipe, events, held), raise_on_error=False
-        )
+        else:
+            replies = await self._execute(
+                lambda pipe: self._queue_applies(pipe, events, held), raise_on_error=False
+            )
         return [
             self._applied(ev, known, reply)
             for ev, known, reply in zip(events, held, replies, strict=True)
@@ -428,7 +425,7 @@ class FeatureStore:
                 len(known),
                 known[-1] if known else "",
             ]
-        replies: list[Any] = await self._evalsha(APPLY_BATCH_SHA, keys, args)
+        replies: list[Any] = await self._call_script(APPLY_BATCH_SHA, keys, args)
         out: list[Any] = []
         for reply in replies:
             if int(reply[0]) != -1:
@@ -510,7 +507,7 @@ class FeatureStore:
             args += [sid, uid, ts]
         if activity:
             keys.append(k.active_users())
-        replies: list[Any] = await self._evalsha(WRITE_BATCH_SHA, keys, args)
+        replies: list[Any] = await self._call_script(WRITE_BATCH_SHA, keys, args)
         return replies
 
     def _queue_results(

@@ -19,12 +19,12 @@ from features.store import (
     read_user_session,
 )
 from nowplaying.clients import redis_client
-from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
+from nowplaying.events import TrackEnd, TrackStart
 from nowplaying.keys import Keys
 from tests.conftest import SettingsFactory
 from tests.support.services import RedisServer
 from tests.support.settings import isolated_settings
-from tests.support.store import run_with_store
+from tests.support.store import list_message, run_with_store
 
 TS = 1_795_800_000_000
 
@@ -46,17 +46,6 @@ def events(session: str = "s1", user: str = "u1", n: int = 3) -> list[TrackStart
             )
         )
     return out
-
-
-def message(event: TrackStart, generated_at: int) -> str:
-    return RecommendationMessage(
-        user_id=event.user_id,
-        session_id=event.session_id,
-        trigger_event_id=event.event_id,
-        model_version="m1",
-        generated_at=generated_at,
-        recommendations=[],
-    ).model_dump_json()
 
 
 def test_events_are_applied_once_and_the_log_folds_to_the_offline_state(
@@ -94,7 +83,7 @@ def test_session_keys_expire_after_the_inactivity_ttl(
         applied = await store.apply_events(evs)
         await store.write_results(
             {"s1": applied[-1].state()},
-            [StoredList("u1", "s1", evs[0].event_id, message(evs[0], 1))],  # type: ignore[arg-type]
+            [StoredList("u1", "s1", evs[0].event_id, list_message(evs[0], 1))],  # type: ignore[arg-type]
             {"u1": ("s1", evs[-1].ts)},
         )
         names = [
@@ -133,7 +122,7 @@ def test_a_stored_list_is_never_replaced_and_results_are_readable(
     evs = events(n=1)
     start = evs[0]
     assert isinstance(start, TrackStart)
-    first_json, second_json = message(start, 1), message(start, 2)
+    first_json, second_json = list_message(start, 1), list_message(start, 2)
 
     async def body(store: FeatureStore, redis: Any) -> Any:
         applied = await store.apply_events(evs)

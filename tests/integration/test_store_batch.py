@@ -12,13 +12,13 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from features.store import Applied, FeatureStore, StoredList
-from nowplaying.clients import async_redis_client
-from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
+from nowplaying.events import TrackEnd, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.services import RedisServer
 from tests.support.settings import isolated_settings
+from tests.support.store import list_message, run_with_store
 
 T = TypeVar("T")
 TS = 1_795_900_000_000
@@ -48,17 +48,6 @@ def end(session: str, i: int, user: str = "u1") -> TrackEnd:
     )
 
 
-def message(event: TrackStart, generated_at: int) -> str:
-    return RecommendationMessage(
-        user_id=event.user_id,
-        session_id=event.session_id,
-        trigger_event_id=event.event_id,
-        model_version="m1",
-        generated_at=generated_at,
-        recommendations=[],
-    ).model_dump_json()
-
-
 def run_both(
     settings_factory: SettingsFactory,
     body: Callable[[FeatureStore, Any, Keys], Awaitable[T]],
@@ -67,26 +56,16 @@ def run_both(
     """Run ``body`` through the batch scripts and through the per-event commands, each under
     its own key prefix; returns each run's result and its keys' contents (prefix removed)."""
 
-    async def one(settings: Settings, batch: bool) -> tuple[T, dict[str, Any]]:
-        redis = async_redis_client(settings)
-        try:
-            keys = Keys(settings.redis_key_prefix)
-            store = FeatureStore(
-                redis,
-                keys,
-                settings.session_ttl_seconds,
-                settings.max_session_events,
-                batch_scripts=batch,
-            )
+    def one(settings: Settings, batch: bool) -> tuple[T, dict[str, Any]]:
+        async def run(store: FeatureStore, redis: Any) -> tuple[T, dict[str, Any]]:
             assert store.batch_scripts is batch
-            await store.load_scripts()
-            result = await body(store, redis, keys)
+            result = await body(store, redis, Keys(settings.redis_key_prefix))
             return result, await dump(redis, settings.redis_key_prefix)
-        finally:
-            await redis.aclose()
 
-    batch = asyncio.run(one(settings_factory(create_topics=False, **overrides), True))
-    single = asyncio.run(one(settings_factory(create_topics=False, **overrides), False))
+        return run_with_store(settings, run, batch_scripts=batch)
+
+    batch = one(settings_factory(create_topics=False, **overrides), True)
+    single = one(settings_factory(create_topics=False, **overrides), False)
     return batch, single
 
 
@@ -135,7 +114,7 @@ def test_a_mixed_batch_applies_as_the_per_event_calls_do(
     the wrong type fail their own events only (a log of the wrong type after the dedupe set
     took the id, as a separate call leaves it); the held prefix still comes back whole."""
     early = start("s1", 0)
-    stored_json = message(early, 7)
+    stored_json = list_message(early, 7)
 
     async def body(store: FeatureStore, redis: Any, keys: Keys) -> list[list[Applied]]:
         await redis.set(keys.session_seen("bad-seen"), "not a set")
@@ -220,19 +199,19 @@ def test_the_write_batch_stores_and_keeps_lists_as_the_per_session_calls_do(
         first = await store.write_results(
             states,
             [
-                StoredList("ua", "sa", a0.event_id, message(a0, 1), update_latest=False),
-                StoredList("ua", "sa", a1.event_id, message(a1, 1)),
-                StoredList("ub", "sb", b0.event_id, message(b0, 1)),
+                StoredList("ua", "sa", a0.event_id, list_message(a0, 1), update_latest=False),
+                StoredList("ua", "sa", a1.event_id, list_message(a1, 1)),
+                StoredList("ub", "sb", b0.event_id, list_message(b0, 1)),
             ],
             activity,
         )
         again = await store.write_results(  # a redelivery's lists, computed again
             {"sa": states["sa"]},
             [
-                StoredList("ua", "sa", a1.event_id, message(a1, 2)),
-                StoredList("ua", "sa", a1.event_id, message(a1, 3)),  # twice in one batch
-                StoredList("ub", "sb", b0.event_id, message(b0, 2), update_latest=False),
-                StoredList("ub", "sb", "sb-9-s", message(b0, 2)),  # a new trigger
+                StoredList("ua", "sa", a1.event_id, list_message(a1, 2)),
+                StoredList("ua", "sa", a1.event_id, list_message(a1, 3)),  # twice in one batch
+                StoredList("ub", "sb", b0.event_id, list_message(b0, 2), update_latest=False),
+                StoredList("ub", "sb", "sb-9-s", list_message(b0, 2)),  # a new trigger
             ],
             {"ua": ("sa", a1.ts + 10)},
         )
@@ -243,10 +222,15 @@ def test_the_write_batch_stores_and_keeps_lists_as_the_per_session_calls_do(
     assert batch == single
     assert batch_keys == single_keys
     first, again, nothing = batch
-    assert first == [message(a0, 1), message(a1, 1), message(b0, 1)]
-    assert again == [message(a1, 1), message(a1, 1), message(b0, 1), message(b0, 2)]
+    assert first == [list_message(a0, 1), list_message(a1, 1), list_message(b0, 1)]
+    assert again == [
+        list_message(a1, 1),
+        list_message(a1, 1),
+        list_message(b0, 1),
+        list_message(b0, 2),
+    ]
     assert nothing == []
-    assert batch_keys[":u:{ua}:latest"][1] == message(a1, 3).encode()  # the last one given
+    assert batch_keys[":u:{ua}:latest"][1] == list_message(a1, 3).encode()  # the last one given
     assert batch_keys[":active-users"][1] == [
         (b"ub", float(b0.ts)),
         (b"uc", float(TS)),
@@ -254,25 +238,6 @@ def test_the_write_batch_stores_and_keeps_lists_as_the_per_session_calls_do(
     ]
     assert ":s:{sc}:recs" not in batch_keys and batch_keys[":s:{sc}:state"][2]
     assert all(ttl for key, (_, _, ttl) in batch_keys.items() if key != ":active-users")
-
-
-def run_private(settings: Settings, body: Callable[[FeatureStore, Any], Awaitable[T]]) -> T:
-    async def main() -> T:
-        redis = async_redis_client(settings)
-        try:
-            store = FeatureStore(
-                redis,
-                Keys(settings.redis_key_prefix),
-                settings.session_ttl_seconds,
-                settings.max_session_events,
-            )
-            assert store.batch_scripts  # a plain client: the batch scripts
-            await store.load_scripts()
-            return await body(store, redis)
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(main())
 
 
 def test_the_batch_scripts_are_reloaded_after_the_server_lost_them(
@@ -285,19 +250,20 @@ def test_the_batch_scripts_are_reloaded_after_the_server_lost_them(
     assert isinstance(trigger, TrackStart)
 
     async def body(store: FeatureStore, redis: Any) -> tuple[list[Applied], list[str], Any]:
+        assert store.batch_scripts  # a plain client: the batch scripts
         await redis.script_flush()
         applied = await store.apply_events(evs)
         await redis.script_flush()
         stored = await store.write_results(
             {"s1": applied[-1].state()},
-            [StoredList("u1", "s1", trigger.event_id, message(trigger, 1))],
+            [StoredList("u1", "s1", trigger.event_id, list_message(trigger, 1))],
             {"u1": ("s1", TS)},
         )
         return applied, stored, await redis.get(Keys("p").user_session("u1"))
 
-    applied, stored, session = run_private(settings, body)
+    applied, stored, session = run_with_store(settings, body)
     assert [len(a.records) for a in applied] == [1, 2, 3]
-    assert stored == [message(trigger, 1)] and session == b"s1"
+    assert stored == [list_message(trigger, 1)] and session == b"s1"
 
 
 def test_a_cluster_client_gets_the_per_event_path() -> None:

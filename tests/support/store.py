@@ -8,15 +8,22 @@ from typing import Any, TypeVar
 
 from features.store import FeatureStore
 from nowplaying.clients import async_redis_client
+from nowplaying.events import RecommendationMessage, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 
 T = TypeVar("T")
 
 
-def run_with_store(settings: Settings, body: Callable[[FeatureStore, Any], Awaitable[T]]) -> T:
-    """Open a Redis client and a FeatureStore (scripts loaded) for ``settings``, run ``body``
-    with both, close the client, and return what ``body`` returned."""
+def run_with_store(
+    settings: Settings,
+    body: Callable[[FeatureStore, Any], Awaitable[T]],
+    *,
+    batch_scripts: bool | None = None,
+) -> T:
+    """Open a Redis client and a FeatureStore (scripts loaded; ``batch_scripts`` as given, else
+    the client's default) for ``settings``, run ``body`` with both, close the client, and return
+    what ``body`` returned."""
 
     async def main() -> T:
         redis = async_redis_client(settings)
@@ -26,6 +33,7 @@ def run_with_store(settings: Settings, body: Callable[[FeatureStore, Any], Await
                 Keys(settings.redis_key_prefix),
                 settings.session_ttl_seconds,
                 settings.max_session_events,
+                batch_scripts=batch_scripts,
             )
             await store.load_scripts()
             return await body(store, redis)
@@ -33,3 +41,15 @@ def run_with_store(settings: Settings, body: Callable[[FeatureStore, Any], Await
             await redis.aclose()
 
     return asyncio.run(main())
+
+
+def list_message(event: TrackStart, generated_at: int) -> str:
+    """The JSON of an (empty) recommendation list for ``event``, as the worker stores it."""
+    return RecommendationMessage(
+        user_id=event.user_id,
+        session_id=event.session_id,
+        trigger_event_id=event.event_id,
+        model_version="m1",
+        generated_at=generated_at,
+        recommendations=[],
+    ).model_dump_json()
