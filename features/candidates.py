@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from features.artifacts import I32, I64, TrackArtifacts
-from features.context import MAX_BATCH_CELLS, StateContext
+from features.context import MAX_BATCH_CELLS, StateContext, in_chunks
 
 SOURCES: Final = ("colisten", "taste", "popular")
 COLISTEN, TASTE, POPULAR = 0, 1, 2
@@ -59,13 +59,7 @@ def generate_candidates_many(
     the whole batch at once (in chunks of bounded size). Each result is independent of the
     others in the batch."""
     chunk = max(1, MAX_BATCH_CELLS // max(artifacts.n_tracks, 1))
-    if len(contexts) <= chunk:
-        return _candidates(contexts, artifacts, n)
-    return [
-        c
-        for i in range(0, len(contexts), chunk)
-        for c in _candidates(contexts[i : i + chunk], artifacts, n)
-    ]
+    return in_chunks(contexts, chunk, lambda part: _candidates(part, artifacts, n))
 
 
 def _candidates(

@@ -11,16 +11,19 @@ views), so they are read-only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Final
+from typing import Final, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from features.artifacts import F32, I32, I64, TrackArtifacts
 from features.session import SessionState
+
+S = TypeVar("S")
+R = TypeVar("R")
 
 #: Weight of the k-th most recent track's successors in the co-listen score: DECAY ** k ...
 COLISTEN_DECAY: Final = 0.5
@@ -51,15 +54,18 @@ def state_context(state: SessionState, artifacts: TrackArtifacts) -> StateContex
 MAX_BATCH_CELLS: Final = 1 << 21
 
 
+def in_chunks(items: Sequence[S], chunk: int, resolve: Callable[[Sequence[S]], list[R]]) -> list[R]:
+    """``resolve`` over consecutive chunks of at most ``chunk`` items, results in order."""
+    if len(items) <= chunk:
+        return resolve(items)
+    return [r for i in range(0, len(items), chunk) for r in resolve(items[i : i + chunk])]
+
+
 def state_contexts(states: Sequence[SessionState], artifacts: TrackArtifacts) -> list[StateContext]:
     """The context of each state, resolved together: one track-id lookup, one centroid sum and
     one co-listen scatter per chunk of states. A state's context does not depend on the others."""
     chunk = max(1, MAX_BATCH_CELLS // (artifacts.n_tracks + 1))
-    if len(states) <= chunk:
-        return _contexts(states, artifacts)
-    return [
-        c for i in range(0, len(states), chunk) for c in _contexts(states[i : i + chunk], artifacts)
-    ]
+    return in_chunks(states, chunk, lambda part: _contexts(part, artifacts))
 
 
 def _contexts(states: Sequence[SessionState], artifacts: TrackArtifacts) -> list[StateContext]:
