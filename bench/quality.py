@@ -9,6 +9,7 @@ smaller model (fewer trees and leaves), and the co-listen baseline alone (no mod
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,24 +42,30 @@ def colisten_cost(
     """Seconds per track start of the co-listen baseline as the evaluation ranks it: the same
     candidates, ordered by count(current -> candidate), then popularity, then track id."""
     art = recommender.artifacts
-    it = iter(states * 10_000)
 
-    def one() -> object:
-        ctx = state_context(next(it), art)
+    def one(state: SessionState) -> object:
+        ctx = state_context(state, art)
         tracks = generate_candidates(ctx, art, recommender.candidates).tracks
         current = np.full(len(tracks), ctx.current, np.int64)
         counts, _ = art.pair_counts(current, tracks.astype(np.int64))
         return tracks[np.lexsort((tracks, -art.plays[tracks], -counts))[:k]]
 
-    return time_per_call(one, seconds)
+    return cost_per_state(one, states, seconds)
 
 
 def recommend_cost(
     recommender: Recommender, states: list[SessionState], k: int, seconds: float
 ) -> float:
-    """Seconds per track start of ``Recommender.recommend``, one state per call, cycling."""
+    """Seconds per track start of ``Recommender.recommend``, one state per call."""
+    return cost_per_state(lambda state: recommender.recommend([state], k), states, seconds)
+
+
+def cost_per_state(
+    fn: Callable[[SessionState], object], states: list[SessionState], seconds: float
+) -> float:
+    """CPU seconds per call of ``fn``, one state per call, cycling through ``states``."""
     it = iter(states * 10_000)
-    return time_per_call(lambda: recommender.recommend([next(it)], k), seconds)
+    return time_per_call(lambda: fn(next(it)), seconds)
 
 
 def quality_stage(

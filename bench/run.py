@@ -32,6 +32,7 @@ from bench.workload import bench_sessions
 from models.datasets import MSSD_FILE
 from models.recommender import ModelMismatchError, check_metadata
 from models.registry import LIGHTGBM_FILE, METADATA_FILE, ModelNotFoundError, resolve_version_dir
+from models.train import TrainConfig
 from nowplaying.settings import Settings
 
 log = logging.getLogger("bench")
@@ -127,7 +128,7 @@ class ModelSpec:
     sessions: int | None = None  # None: all sessions of the data
     #: 0: all ``trees`` rounds are kept (the throughput target is stated for a 200-tree model,
     #: and early stopping would leave fewer, cheaper trees).
-    early_stopping_rounds: int = 30
+    early_stopping_rounds: int = TrainConfig.early_stopping_rounds
 
 
 MAIN_MODEL = ModelSpec(200, 31, early_stopping_rounds=0)
@@ -146,7 +147,9 @@ def usable_model(model_dir: Path, spec: ModelSpec) -> Path | None:
     params = meta.get("params", {})
     if (params.get("trees"), params.get("leaves")) != (spec.trees, spec.leaves):
         return None
-    if params.get("early_stopping_rounds", 30) != spec.early_stopping_rounds:
+    if params.get("early_stopping_rounds", TrainConfig.early_stopping_rounds) != (
+        spec.early_stopping_rounds
+    ):
         return None
     return version_dir if (version_dir / LIGHTGBM_FILE).is_file() else None
 
