@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start, stop or inspect the local services: a real Apache Kafka broker (KRaft, from Maven
 # Central, run with Java 17) and Debian's redis-server. The logic lives in ONE place,
-# nowplaying/devservices.py; this wrapper only finds the project's Python.
+# devtools/services/; this wrapper only finds the project's Python.
 #
 #   scripts/services.sh up|down|status|fetch [kafka|redis|all]
 #
@@ -16,4 +16,4 @@ if [[ ! -x "$python" ]]; then
     exit 1
 fi
 cd "$root"
-exec "$python" -m nowplaying.devservices "$@"
+exec "$python" -m devtools.services "$@"

@@ -12,6 +12,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import OffsetSpec
 
+from devtools.services.cli import main as services_main
 from nowplaying.clients import (
     async_redis_client,
     kafka_admin,
@@ -19,7 +20,6 @@ from nowplaying.clients import (
     kafka_python_security_kwargs,
     redis_client,
 )
-from nowplaying.devservices import main as devservices_main
 from nowplaying.settings import Settings
 from streams.topics import ensure_topics, topic_specs
 from streams.topics import run as topics_run
@@ -155,8 +155,8 @@ def test_settings_factory_keeps_tests_apart(settings_factory: SettingsFactory) -
     assert b.top_k == 3
 
 
-def test_devservices_status_sees_the_shared_services() -> None:
-    assert devservices_main(["status"]) == 0
+def test_services_status_sees_the_shared_services() -> None:
+    assert services_main(["status"]) == 0
 
 
 @pytest.mark.slow

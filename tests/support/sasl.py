@@ -2,7 +2,7 @@
 one SASL_PLAINTEXT listener, SCRAM users created at format time
 (``kafka-storage format --add-scram``).
 
-The SCRAM users and the inter-broker ``admin`` are :class:`nowplaying.devservices.KafkaBroker`'s
+The SCRAM users and the inter-broker ``admin`` are :class:`devtools.services.KafkaBroker`'s
 ``scram_users``; PLAIN is added through ``extra_properties`` with its own JAAS user list, so
 one broker checks both mechanisms. Start it with the ``private_kafka`` fixture::
 
@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from pydantic import SecretStr
 
-from nowplaying.devservices import SCRAM_ADMIN_USER, SCRAM_MECHANISMS
+from devtools.services import SCRAM_ADMIN_USER, SCRAM_MECHANISMS
 
 APP_USER: Final = "nowplaying-app"
 

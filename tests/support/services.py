@@ -1,6 +1,6 @@
 """Private Kafka brokers and Redis servers for tests that stop, kill or reconfigure them.
 
-The logic lives in :mod:`nowplaying.devservices` (the same code ``make up`` runs); this module
+The logic lives in :mod:`devtools.services` (the same code ``make up`` runs); this module
 adds what tests need around it: free loopback ports and one-call constructors that put every
 file of the instance under a test's temporary folder.
 
@@ -26,7 +26,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from nowplaying.devservices import (
+from devtools.services import (
     SCRAM_ADMIN_USER,
     SCRAM_MECHANISMS,
     KafkaBroker,

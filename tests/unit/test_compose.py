@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools.services import kafka_version
 from nowplaying.cli import build_parser
-from nowplaying.devservices import kafka_version
 from nowplaying.settings import Settings
 from tests.support.settings import isolated_settings
 

@@ -1,4 +1,4 @@
-"""The local-services module: configuration it writes and decisions it makes, without Java."""
+"""The local-services tooling: configuration it writes and decisions it makes, without Java."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nowplaying import devservices
-from nowplaying.devservices import (
+from devtools.paths import REPO_ROOT
+from devtools.services import (
     KafkaBroker,
     Layout,
     RedisServer,
@@ -21,6 +21,7 @@ from nowplaying.devservices import (
     kafka_version,
     render_server_properties,
 )
+from devtools.services.kafka_config import new_cluster_id
 
 
 def properties(text: str) -> dict[str, str]:
@@ -75,6 +76,41 @@ def test_scram_users_switch_the_client_listener_to_sasl(tmp_path: Path) -> None:
     assert props["log.retention.hours"] == "1"
 
 
+def test_a_node_of_a_cluster_names_every_voter(tmp_path: Path) -> None:
+    props = properties(
+        render_server_properties(
+            port=19094,
+            controller_port=19095,
+            data_dir=tmp_path,
+            version="4.4.0",
+            node_id=2,
+            quorum_voters={1: 19093, 2: 19095, 3: 19097},
+        )
+    )
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
+    )
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095"
+
+
+def test_the_voters_must_hold_the_node_itself(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="node 2"):
+        render_server_properties(
+            port=1,
+            controller_port=2,
+            data_dir=tmp_path,
+            version="4.4.0",
+            node_id=2,
+            quorum_voters={1: 3},
+        )
+
+
+def test_the_repository_root_holds_the_broker_pin() -> None:
+    assert (REPO_ROOT / "infra" / "kafka" / "pom.xml").is_file()
+    assert (REPO_ROOT / "pyproject.toml").is_file()
+
+
 def test_scram_users_must_include_the_inter_broker_admin(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="admin"):
         KafkaBroker(1, 2, tmp_path, scram_users={"app": "pw"})
@@ -82,7 +118,7 @@ def test_scram_users_must_include_the_inter_broker_admin(tmp_path: Path) -> None
 
 def test_cluster_ids_have_kafkas_format() -> None:
     for _ in range(200):
-        cluster_id = devservices._kafka_cluster_id()
+        cluster_id = new_cluster_id()
         assert len(cluster_id) == 22
         assert not cluster_id.startswith("-")
         assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
@@ -95,7 +131,8 @@ def test_layout_defaults_and_overrides(tmp_path: Path) -> None:
         9093,
         6380,
     )
-    assert default.state_dir == devservices.REPO_ROOT / "var"
+    assert default.state_dir == REPO_ROOT / "var"
+    assert default.cache_dir == REPO_ROOT / ".cache"
     custom = Layout.from_env(
         {
             "NP_KAFKA_PORT": "29092",

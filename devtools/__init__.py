@@ -1,0 +1,6 @@
+"""Development tooling of the repository: the local Kafka and Redis services, the benchmarks.
+
+Never packaged (not in the wheel, not in the Docker image) and never imported by the runtime
+packages; it runs from a checkout, as ``python -m devtools.services`` and
+``python -m devtools.bench`` (``make up``, ``make bench``).
+"""
