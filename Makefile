@@ -10,12 +10,14 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PACKAGES := nowplaying features models streams serving bench devtools
+PACKAGES := nowplaying features models streams serving devtools
 SERVICES := scripts/services.sh
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k topics -x"`.
 PYTEST_ARGS ?=
 PYTEST_DEFAULTS := -m "not soak" --timeout=900 --durations=25
 SOAK_ARGS ?=
+# Benchmark suite and options, e.g. `make bench BENCH_ARGS="e2e"` (python -m devtools.bench -h).
+BENCH_ARGS ?=
 
 .PHONY: help setup system-packages kafka-jars up down status test test-unit lint format \
 	demo bench soak clean
@@ -86,8 +88,8 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) over the packag
 demo: setup ## The end-to-end demo (services, model, worker, API, replay)
 	scripts/demo.sh
 
-bench: up ## The benchmark harness (results under bench/results)
-	$(VENV)/bin/nowplaying bench
+bench: up ## The benchmark harness (results under devtools/bench/results)
+	$(PY) -m devtools.bench $(BENCH_ARGS)
 
 soak: up ## Long steady-rate run (not part of `make test`)
 	$(PY) -m pytest -m soak -rA $(SOAK_ARGS)

@@ -120,32 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(runner="streams.replay:run")
 
-    p = sub.add_parser("bench", help="run the benchmark harness")
-    p.add_argument(
-        "suite",
-        nargs="?",
-        default="all",
-        choices=["all", "stages", "e2e", "profile", "rss"],
-        help="all (stages, end to end, profile) | stages | e2e | profile | rss (10 min)",
-    )
-    p.add_argument("--quick", action="store_true", help="a tiny run, to check the harness")
-    p.add_argument("--out", type=Path, default=Path("bench/results"))
-    p.add_argument(
-        "--model-dir",
-        type=Path,
-        default=None,
-        help="model registry for the benchmark (default var/bench-models; trained when empty)",
-    )
-    p.add_argument(
-        "--small-model",
-        action="store_true",
-        help="also train (once) and compare a 50-tree / 15-leaf model (quality next to cost)",
-    )
-    p.add_argument(
-        "--rss-rate", type=float, default=None, help="events/s of the rss suite (default 500)"
-    )
-    p.set_defaults(runner="bench.run:run")
-
     return parser
 
 

@@ -1,4 +1,4 @@
-"""``nowplaying bench --quick``: the harness runs end to end on the real broker and Redis.
+"""``python -m devtools.bench --quick``: the harness runs end to end on the real broker and Redis.
 
 A tiny run, to check the harness works (never a measurement): it trains a tiny model, runs the
 stage benchmarks, the passthrough, the worker and the naive implementation at a low rate and at
@@ -16,21 +16,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMITTED_TABLE = ROOT / "bench" / "RESULTS.md"
+BENCH_DIR = ROOT / "devtools" / "bench"
+COMMITTED_TABLES = [BENCH_DIR / name for name in ("RESULTS.md", "RESULTS-rss.md", "CHANGES.md")]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_quick_bench_writes_results(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    committed_before = COMMITTED_TABLE.read_bytes() if COMMITTED_TABLE.exists() else None
+    committed_before = [path.read_bytes() for path in COMMITTED_TABLES]
     env = {
         **os.environ,
         "NP_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "NP_REDIS_URL": redis_url,
     }
-    exe = Path(sys.executable).with_name("nowplaying")
-    cmd = [str(exe), "bench", "--quick", "--out", str(out), "--model-dir", str(tmp_path / "m")]
+    cmd = [sys.executable, "-m", "devtools.bench", "--quick", "--out", str(out)]
+    cmd += ["--model-dir", str(tmp_path / "m")]
     done = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=850, check=False
     )
@@ -59,6 +60,5 @@ def test_quick_bench_writes_results(kafka_bootstrap: str, redis_url: str, tmp_pa
     table = (out / "results.md").read_text()
     assert "| worker | max |" in table and "## Targets" in table
     assert (out / "latency-throughput.png").read_bytes()[:4] == b"\x89PNG"
-    # A quick run is not a measurement: the committed table stays as it was.
-    after = COMMITTED_TABLE.read_bytes() if COMMITTED_TABLE.exists() else None
-    assert after == committed_before
+    # A quick run is not a measurement: the committed tables stay as they were.
+    assert [path.read_bytes() for path in COMMITTED_TABLES] == committed_before

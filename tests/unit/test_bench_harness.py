@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.e2e import metric_deltas, parse_metrics, rss_per_minute
-from bench.latency import (
+from devtools.bench.e2e import rss_per_minute
+from devtools.bench.latency import (
     Answer,
     answered_event_id,
     latencies_ms,
@@ -17,24 +17,32 @@ from bench.latency import (
     percentile,
     sustained_rate,
 )
-from bench.procs import (
+from devtools.bench.procs import (
     ProcSample,
     parse_stat_cpu_seconds,
     parse_status_rss_mb,
     pinned_command,
     sample,
 )
-from bench.profile import OTHER, components, frame_name, summarise
-from bench.redis_baseline import parse_csv_rps, redis_host_port
-from bench.report import E2EResult, Limit, Report, StageResult, render_markdown, write_chart
-from bench.targets import (
+from devtools.bench.profile import OTHER, components, frame_name, summarise
+from devtools.bench.redis_baseline import parse_csv_rps, redis_host_port
+from devtools.bench.report import (
+    E2EResult,
+    Limit,
+    Report,
+    StageResult,
+    render_markdown,
+    write_chart,
+)
+from devtools.bench.targets import (
     FLOOR_PER_START,
     INFERENCE_LIMIT,
     best_rate_within,
     evaluate,
     ranker_share,
 )
-from bench.workload import build_workload
+from devtools.bench.worker_metrics import metric_deltas, parse_metrics
+from devtools.bench.workload import build_workload
 from models.datasets import synthetic_sessions
 
 

@@ -13,7 +13,9 @@ import pytest
 from nowplaying import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ("schemas", "topics", "train", "evaluate", "worker", "api", "replay", "bench")
+SUBCOMMANDS = ("schemas", "topics", "train", "evaluate", "worker", "api", "replay", "models")
+#: What the wheel holds; every command runs code from these packages only.
+RUNTIME_PACKAGES = {"nowplaying", "features", "models", "streams", "serving"}
 HEAVY_MODULES = ("faust", "onnxruntime", "lightgbm", "fastapi", "kafka", "redis", "streams")
 
 
@@ -67,6 +69,15 @@ def test_each_subcommand_names_its_runner() -> None:
     assert targets["api"] == "serving.main:run"
     assert targets["train"] == "models.train:run"
     assert all(isinstance(t, str) and t.count(":") == 1 for t in targets.values())
+
+
+def test_every_runner_is_runtime_code() -> None:
+    """The development tooling (devtools/: services, benchmarks) is not installed, so no
+    command may run it."""
+    modules = {name: p.get_default("runner").split(":")[0] for name, p in _subparsers().items()}
+    outside = {name: m for name, m in modules.items() if m.split(".")[0] not in RUNTIME_PACKAGES}
+    assert not outside, outside
+    assert "bench" not in modules
 
 
 @pytest.mark.parametrize("target", ["nowplaying.schemas_cli:run", "streams.topics:run"])

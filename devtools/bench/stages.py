@@ -19,12 +19,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import ranker, targets
-from bench.redis_baseline import run_redis_benchmark
-from bench.report import Limit, Report, StageResult
-from bench.targets import FLOOR_PER_START
-from bench.timing import atime_per_call, on_bench_core, time_per_call
-from bench.workload import bench_sessions, build_workload
+from devtools.bench import ranker, targets
+from devtools.bench.redis_baseline import run_redis_benchmark
+from devtools.bench.report import Limit, Report, StageResult
+from devtools.bench.targets import FLOOR_PER_START
+from devtools.bench.timing import atime_per_call, on_bench_core, time_per_call
+from devtools.bench.workload import bench_sessions, build_workload
 from features.artifacts import TrackArtifacts
 from features.candidates import generate_candidates
 from features.context import state_context

@@ -7,7 +7,7 @@ each, builds the same candidates and feature rows as the worker, scores them wit
 same candidates as the stream worker, so the lists are of the same quality; no batching, no
 script, no ONNX.
 
-Run as ``python -m bench.naive`` with the worker's ``NP_*`` settings.
+Run as ``python -m devtools.bench.naive`` with the worker's ``NP_*`` settings.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from bench.kafka_io import kafka_client_options, producer_for
+from devtools.bench.kafka_io import kafka_client_options, producer_for
 from features.artifacts import TrackArtifacts
 from features.candidates import SOURCES, generate_candidates
 from features.context import state_context

@@ -17,10 +17,10 @@ import lightgbm as lgb
 import numpy as np
 import onnxruntime as ort
 
-from bench.naive import booster_path
-from bench.report import Limit, Report, StageResult
-from bench.targets import EVENTS_PER_START, FLOOR_PER_START, INFERENCE_LIMIT
-from bench.timing import time_per_call
+from devtools.bench.naive import booster_path
+from devtools.bench.report import Limit, Report, StageResult
+from devtools.bench.targets import EVENTS_PER_START, FLOOR_PER_START, INFERENCE_LIMIT
+from devtools.bench.timing import time_per_call
 from features.artifacts import TrackArtifacts
 from features.candidates import generate_candidates
 from features.context import state_context

@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import e2e
-from bench.report import Report
+from devtools.bench import e2e
+from devtools.bench.report import Report
+from devtools.paths import shown
 from models.datasets import Session
 from nowplaying.settings import Settings
 
@@ -169,4 +170,4 @@ async def profile_worker(
         for s in summarise(lines)
     ]
     report.profile_components = components(lines)
-    report.notes.append(f"profile: py-spy collapsed stacks in {raw}")
+    report.notes.append(f"profile: py-spy collapsed stacks in {shown(raw)}")

@@ -1,12 +1,14 @@
-"""``nowplaying bench``: stage and end-to-end benchmarks, next to their limits, in one run.
+"""A benchmark run: stage and end-to-end benchmarks, next to their limits, in one run.
 
 Suites: ``stages`` (ranker, feature store, feature rows), ``e2e`` (passthrough, worker, naive at
 fixed rates and max), ``all`` (both, plus a py-spy profile of the worker at max rate), ``profile``
 (only the profile), ``rss`` (the worker at 500 events/s for 10 minutes, RSS over time).
 
-Results go to ``--out`` (default ``bench/results``): ``results-<stamp>.json``, ``results.md``,
-``latency-throughput.png``, the processes' logs; ``bench/RESULTS.md`` gets a copy of the table
-after a full (not ``--quick``) run.
+Results go to ``--out`` (default ``devtools/bench/results``, git-ignored):
+``results-<stamp>.json``, ``results.md``, ``latency-throughput.png``, the processes' logs;
+``devtools/bench/RESULTS.md`` gets a copy of the table after a full (not ``--quick``) run
+(``RESULTS-rss.md`` after a full ``rss`` run). Every path is the repository's, whatever the
+working directory.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import subprocess
@@ -23,20 +24,27 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
-from bench import e2e, profile, quality, ranker, stages, targets
-from bench.machine import load_average, machine_info
-from bench.report import E2EResult, Report, render_markdown, write_chart, write_json
-from bench.timing import BENCH_CPU, on_bench_core
-from bench.workload import bench_sessions
-from models.datasets import MSSD_FILE
-from models.recommender import ModelMismatchError, check_metadata
-from models.registry import LIGHTGBM_FILE, METADATA_FILE, ModelNotFoundError, resolve_version_dir
-from models.train import TrainConfig
+from devtools.bench import e2e, profile, quality, ranker, stages, targets
+from devtools.bench.machine import load_average, machine_info
+from devtools.bench.model import (
+    MAIN_MODEL,
+    QUICK_MODEL,
+    bench_model_dir,
+    ensure_model,
+    model_summary,
+    quality_configs,
+)
+from devtools.bench.report import E2EResult, Report, render_markdown, write_chart, write_json
+from devtools.bench.timing import BENCH_CPU, on_bench_core
+from devtools.bench.workload import bench_sessions
+from devtools.paths import REPO_ROOT, shown
 from nowplaying.settings import Settings
 
 log = logging.getLogger("bench")
 
+SUITES: Final = ("all", "stages", "e2e", "profile", "rss")
 RATES = (200.0, 500.0, 700.0, 1000.0, 2000.0)
 STEP_SECONDS = 20.0
 MAX_EVENTS = 30_000
@@ -47,12 +55,16 @@ RSS_WARMUP_SECONDS = 180.0
 #: The session cache bound for the RSS run: at 500 events/s about 14 new sessions start per
 #: second, so 2,000 fill it within the warm-up step (the default, 20,000, takes ~25 minutes).
 RSS_CACHE_SESSIONS = 2000
-COMMITTED_TABLE = Path(__file__).with_name("RESULTS.md")
+BENCH_DIR: Final = REPO_ROOT / "devtools" / "bench"
+#: Where a run writes by default (git-ignored).
+RESULTS_DIR: Final = BENCH_DIR / "results"
+#: The latest full (not --quick) run's table, committed.
+COMMITTED_TABLE: Final = BENCH_DIR / "RESULTS.md"
 #: The latest full (not --quick) RSS run's table.
-COMMITTED_RSS_TABLE = Path(__file__).with_name("RESULTS-rss.md")
+COMMITTED_RSS_TABLE: Final = BENCH_DIR / "RESULTS-rss.md"
 #: Hand-written: what was changed to reach the targets, with before/after figures. Appended to
 #: the committed table.
-CHANGES = Path(__file__).with_name("CHANGES.md")
+CHANGES: Final = BENCH_DIR / "CHANGES.md"
 
 
 @dataclass(frozen=True)
@@ -111,108 +123,14 @@ def plan_for(suite: str, quick: bool, rss_rate: float = 0.0) -> Plan:
     )
 
 
-# --- the model ------------------------------------------------------------------------------
-
-
-def bench_model_dir(args: argparse.Namespace, quick: bool) -> Path:
-    given: Path | None = getattr(args, "model_dir", None)
-    if given is not None:
-        return given
-    return Path("var") / ("bench-models-quick" if quick else "bench-models")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    trees: int
-    leaves: int
-    sessions: int | None = None  # None: all sessions of the data
-    #: 0: all ``trees`` rounds are kept (the throughput target is stated for a 200-tree model,
-    #: and early stopping would leave fewer, cheaper trees).
-    early_stopping_rounds: int = TrainConfig.early_stopping_rounds
-
-
-MAIN_MODEL = ModelSpec(200, 31, early_stopping_rounds=0)
-SMALL_MODEL = ModelSpec(50, 15)
-QUICK_MODEL = ModelSpec(20, 15, sessions=400)
-
-
-def usable_model(model_dir: Path, spec: ModelSpec) -> Path | None:
-    """The registry's latest version when it was trained as ``spec`` for this code's features."""
-    try:
-        version_dir = resolve_version_dir(model_dir)
-        meta = json.loads((version_dir / METADATA_FILE).read_text())
-        check_metadata(meta)
-    except (ModelNotFoundError, ModelMismatchError, OSError, ValueError):
-        return None
-    params = meta.get("params", {})
-    if (params.get("trees"), params.get("leaves")) != (spec.trees, spec.leaves):
-        return None
-    if params.get("early_stopping_rounds", TrainConfig.early_stopping_rounds) != (
-        spec.early_stopping_rounds
-    ):
-        return None
-    return version_dir if (version_dir / LIGHTGBM_FILE).is_file() else None
-
-
-def ensure_model(settings: Settings, model_dir: Path, spec: ModelSpec) -> Path:
-    """A model version trained as ``spec`` in ``model_dir``, trained first when there is none
-    (on the real data when present, else on the SYNTHETIC sessions)."""
-    found = usable_model(model_dir, spec)
-    if found is not None:
-        return found
-    cmd = [e2e.nowplaying_exe(), "train", "--out", str(model_dir), "--no-progress"]
-    cmd += ["--trees", str(spec.trees), "--leaves", str(spec.leaves)]
-    cmd += ["--early-stopping-rounds", str(spec.early_stopping_rounds)]
-    if spec.sessions is not None:
-        cmd += ["--sessions", str(spec.sessions)]
-    if not data_present(settings):
-        cmd.append("--synthetic")
-    log.warning("training a benchmark model: %s", " ".join(cmd))
-    subprocess.run(cmd, check=True, timeout=3600, stdout=subprocess.DEVNULL)
-    return resolve_version_dir(model_dir)
-
-
-def quality_configs(
-    settings: Settings, version_dir: Path, quick: bool, small_model: bool
-) -> list[tuple[str, Path, int]]:
-    """The configuration in use first, then cheaper ones: fewer candidates, and a smaller model
-    when asked for (``--small-model``: trained once, ~3 minutes) or already trained."""
-    n = settings.candidates
-    main = model_label(version_dir)
-    configs = [
-        (f"{main}, {n} candidates (in use)", version_dir, n),
-        (f"{main}, {n // 2} candidates", version_dir, n // 2),
-        (f"{main}, {n // 4} candidates", version_dir, n // 4),
-    ]
-    small_registry = Path("var") / "bench-models-small"
-    if not quick and (small_model or usable_model(small_registry, SMALL_MODEL) is not None):
-        small_dir = ensure_model(settings, small_registry, SMALL_MODEL)
-        configs.append((f"{model_label(small_dir)}, {n} candidates", small_dir, n))
-    return configs
-
-
-def model_label(version_dir: Path) -> str:
-    """``134 trees (200, early-stopped) / 31 leaves``: the trees the model really has."""
-    summary = model_summary(version_dir)
-    meta = json.loads((version_dir / METADATA_FILE).read_text())
-    asked = meta.get("params", {}).get("trees")
-    trees = summary.get("trees") or asked
-    stopped = f" ({asked}, early-stopped)" if asked and trees != asked else ""
-    return f"{trees} trees{stopped} / {summary.get('leaves')} leaves"
-
-
-def data_present(settings: Settings) -> bool:
-    return (settings.data_dir / MSSD_FILE).is_file()
-
-
 # --- running ----------------------------------------------------------------------------------
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     quick = bool(args.quick)
     suite = str(args.suite)
-    if suite not in {"stages", "e2e", "all", "profile", "rss"}:
-        print(f"unknown suite {suite!r}; one of stages, e2e, all, profile, rss")
+    if suite not in SUITES:
+        print(f"unknown suite {suite!r}; one of {', '.join(SUITES)}")
         return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -232,7 +150,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         model=model_summary(version_dir),
         load_before=load_average(),
     )
-    report.notes.append(f"suite {suite}; figures from {version_dir}")
+    report.notes.append(f"suite {suite}; figures from {shown(version_dir)}")
     if suite == "rss":
         report.notes.append(
             f"rss: worker session cache bounded to {RSS_CACHE_SESSIONS} sessions "
@@ -263,25 +181,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     write_outputs(report, out, suite=suite)
     print(render_markdown(report))
     return 0
-
-
-def model_summary(version_dir: Path) -> dict[str, object]:
-    """What the report says about the model: version, trees (after early stopping), leaves,
-    NDCG@10 of its offline evaluation."""
-    try:
-        meta = json.loads((version_dir / METADATA_FILE).read_text())
-    except (OSError, ValueError):
-        return {"version": version_dir.name}
-    params = meta.get("params", {})
-    ndcg = meta.get("metrics", {}).get("ndcg_at_10", {})
-    return {
-        "version": version_dir.name,
-        "trees": meta.get("model", {}).get("best_iteration"),
-        "leaves": params.get("leaves"),
-        "candidates": params.get("candidates"),
-        "NDCG@10": round(ndcg["ranker"], 4) if "ranker" in ndcg else None,
-        "data": meta.get("data", {}).get("description"),
-    }
 
 
 async def run_e2e(settings: Settings, plan: Plan, report: Report, out: Path, quick: bool) -> None:

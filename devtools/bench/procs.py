@@ -12,11 +12,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from devtools.paths import REPO_ROOT
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -85,6 +88,20 @@ class Sampler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.take()
+
+
+def nowplaying_exe() -> str:
+    """The ``nowplaying`` command of this interpreter's environment."""
+    found = Path(sys.executable).with_name("nowplaying")
+    return str(found) if found.exists() else (shutil.which("nowplaying") or "nowplaying")
+
+
+def repository_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``PYTHONPATH`` with the repository first, so that a child process can run the tooling
+    (``python -m devtools.bench.naive``, never installed) from any working directory."""
+    environ = os.environ if environ is None else environ
+    rest = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *rest])}
 
 
 def pinned_command(cmd: Sequence[str], cpu: int | None) -> list[str]:

@@ -11,8 +11,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.latency import Answer, answered_event_id
-from bench.workload import Prepared
+from devtools.bench.latency import Answer, answered_event_id
+from devtools.bench.workload import Prepared
 from nowplaying.clients import aiokafka_security_kwargs
 from nowplaying.settings import Settings
 

@@ -2,9 +2,9 @@
 one core, at fixed offered rates and as fast as possible, and measure what comes out.
 
 The same driver measures every implementation: the stream worker (``nowplaying worker``), the
-naive hand-written loop (``bench.naive``) and the raw aiokafka passthrough (``bench.passthrough``).
-Each gets its own topics, consumer group, Redis key prefix and ports, so runs never mix with each
-other or with anyone else's tests on the same broker and Redis.
+naive hand-written loop (``devtools.bench.naive``) and the raw aiokafka passthrough
+(``devtools.bench.passthrough``). Each gets its own topics, consumer group, Redis key prefix and
+ports (:mod:`devtools.bench.isolation`).
 """
 
 from __future__ import annotations
@@ -12,32 +12,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
-import socket
 import sys
-import urllib.request
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench import procs
-from bench.kafka_io import (
-    AnswerReader,
-    Produced,
-    kafka_client_options,
-    produce_at_rate,
-    producer_for,
+from devtools.bench import procs
+from devtools.bench.isolation import (
+    create_topics,
+    delete_redis_keys,
+    delete_topics,
+    run_settings,
+    settings_env,
 )
-from bench.latency import Answer, latencies_ms, latency_stats, sustained_rate
-from bench.report import E2EResult
-from bench.timing import BENCH_CPU
-from bench.workload import Prepared, build_workload
+from devtools.bench.kafka_io import AnswerReader, Produced, produce_at_rate, producer_for
+from devtools.bench.latency import Answer, latencies_ms, latency_stats, sustained_rate
+from devtools.bench.report import E2EResult
+from devtools.bench.timing import BENCH_CPU
+from devtools.bench.worker_metrics import (
+    BATCH_COUNT,
+    BATCH_SUM,
+    INFERENCE_SUM,
+    WORKER_METRICS,
+    metric_deltas,
+    scrape_metrics,
+)
+from devtools.bench.workload import Prepared, build_workload
 from models.datasets import Session
-from nowplaying.clients import redis_client
 from nowplaying.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,15 +56,12 @@ class Impl:
     has_metrics: bool = False  # serves the worker's /metrics on worker_metrics_port
 
 
-def nowplaying_exe() -> str:
-    found = Path(sys.executable).with_name("nowplaying")
-    return str(found) if found.exists() else (shutil.which("nowplaying") or "nowplaying")
-
-
-WORKER = Impl("worker", (nowplaying_exe(), "worker"), answers_starts_only=True, has_metrics=True)
-NAIVE = Impl("naive", (sys.executable, "-m", "bench.naive"), answers_starts_only=True)
+WORKER = Impl(
+    "worker", (procs.nowplaying_exe(), "worker"), answers_starts_only=True, has_metrics=True
+)
+NAIVE = Impl("naive", (sys.executable, "-m", "devtools.bench.naive"), answers_starts_only=True)
 PASSTHROUGH = Impl(
-    "passthrough", (sys.executable, "-m", "bench.passthrough"), answers_starts_only=False
+    "passthrough", (sys.executable, "-m", "devtools.bench.passthrough"), answers_starts_only=False
 )
 
 
@@ -82,138 +82,6 @@ class RunConfig:
     always_rates: tuple[float, ...] = ()  # run even after falling behind at a lower rate
     concurrent_sessions: int = 200
     sample_interval_s: float = 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def isolated_settings(settings: Settings, name: str) -> Settings:
-    """The same settings with this run's own topics, group, Redis prefix and ports."""
-    run = f"bench-{name}-{uuid.uuid4().hex[:8]}"
-    return settings.model_copy(
-        update={
-            "topic_play_events": f"{run}-play",
-            "topic_recommendations": f"{run}-recs",
-            "topic_dead_letters": f"{run}-dlq",
-            "consumer_group": f"{run}-group",
-            "redis_key_prefix": run,
-            "worker_metrics_port": free_port(),
-            "worker_web_port": free_port(),
-        }
-    )
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """NP_* variables for a child process, for the fields this harness changes or resolves."""
-    fields = {
-        "kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
-        "topic_play_events": settings.topic_play_events,
-        "topic_recommendations": settings.topic_recommendations,
-        "topic_dead_letters": settings.topic_dead_letters,
-        "consumer_group": settings.consumer_group,
-        "redis_url": settings.redis_url,
-        "redis_key_prefix": settings.redis_key_prefix,
-        "worker_metrics_port": str(settings.worker_metrics_port),
-        "worker_web_port": str(settings.worker_web_port),
-        "model_dir": str(settings.model_dir.resolve()),
-        "data_dir": str(settings.data_dir.resolve()),
-        "candidates": str(settings.candidates),
-        "top_k": str(settings.top_k),
-        "batch_max_events": str(settings.batch_max_events),
-        "batch_within_seconds": str(settings.batch_within_seconds),
-        "batch_linger_after_events": str(settings.batch_linger_after_events),
-        "ort_intra_op_threads": str(settings.ort_intra_op_threads),
-        "session_cache_sessions": str(settings.session_cache_sessions),
-        "log_level": "WARNING",
-    }
-    if settings.model_version:
-        fields["model_version"] = settings.model_version
-    return {f"NP_{k.upper()}": v for k, v in fields.items()}
-
-
-async def create_topics(settings: Settings) -> None:
-    """This run's three topics, with the project's partition count."""
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(name, settings.topic_partitions, settings.topic_replication_factor)
-                for name in run_topics(settings)
-            ]
-        )
-    finally:
-        await admin.close()
-
-
-def run_topics(settings: Settings) -> list[str]:
-    return [settings.topic_play_events, settings.topic_recommendations, settings.topic_dead_letters]
-
-
-async def delete_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    await admin.start()
-    try:
-        await admin.delete_topics(
-            [
-                settings.topic_play_events,
-                settings.topic_recommendations,
-                settings.topic_dead_letters,
-            ]
-        )
-    except Exception:
-        pass
-    finally:
-        await admin.close()
-
-
-def delete_redis_keys(settings: Settings) -> int:
-    client = redis_client(settings)
-    deleted = 0
-    try:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                deleted += int(client.unlink(*batch))
-                batch = []
-        if batch:
-            deleted += int(client.unlink(*batch))
-    finally:
-        client.close()
-    return deleted
-
-
-#: Worker metrics read before and after each step (their differences describe the step).
-INFERENCE_SUM = "nowplaying_inference_seconds_sum"
-BATCH_SUM = "nowplaying_batch_events_sum"
-BATCH_COUNT = "nowplaying_batch_events_count"
-WORKER_METRICS = (INFERENCE_SUM, BATCH_SUM, BATCH_COUNT)
-
-
-def parse_metrics(text: str, names: Sequence[str]) -> dict[str, float]:
-    """The sum over label sets of each named sample in Prometheus text format."""
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in names:
-            found[name] = found.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-    return found
-
-
-def scrape_metrics(port: int, names: Sequence[str]) -> dict[str, float]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            return parse_metrics(resp.read().decode(), names)
-    except OSError:
-        return {}
-
-
-def metric_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {k: after[k] - before[k] for k in after if k in before}
 
 
 class BenchError(RuntimeError):
@@ -291,10 +159,13 @@ async def run_impl(
     on_running: Callable[[int, Step], None] | None = None,
 ) -> list[E2EResult]:
     """Start ``impl`` pinned to one core on fresh topics, warm it up, then run each step."""
-    s = isolated_settings(settings, impl.name)
+    s = run_settings(settings, impl.name)
     await create_topics(s)
     child = procs.start(
-        impl.command, cpu=BENCH_CPU, env=settings_env(s), log_path=log_dir / f"{impl.name}.log"
+        impl.command,
+        cpu=BENCH_CPU,
+        env={**settings_env(s), **procs.repository_env()},
+        log_path=log_dir / f"{impl.name}.log",
     )
     results: list[E2EResult] = []
     producer = producer_for(s, linger_ms=0)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import QualityPoint, Report
-from bench.timing import on_bench_core, time_per_call
-from bench.workload import bench_sessions
+from devtools.bench.report import QualityPoint, Report
+from devtools.bench.timing import on_bench_core, time_per_call
+from devtools.bench.workload import bench_sessions
 from features.candidates import generate_candidates
 from features.context import state_context
 from features.session import SessionState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.report import E2EResult, Limit, Report, TargetCheck
+from devtools.bench.report import E2EResult, Limit, Report, TargetCheck
 
 INFERENCE_LIMIT = "inference-only limit"
 PASSTHROUGH_LIMIT = "aiokafka passthrough"

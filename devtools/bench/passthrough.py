@@ -1,7 +1,7 @@
 """The Python Kafka client's limit: consume every play event and produce it unchanged.
 
-Run as ``python -m bench.passthrough`` with the same ``NP_*`` settings as the worker (topics,
-consumer group): it reads ``topic_play_events`` and writes each message's key and value to
+Run as ``python -m devtools.bench.passthrough`` with the same ``NP_*`` settings as the worker
+(topics, consumer group): it reads ``topic_play_events`` and writes each message's key and value to
 ``topic_recommendations``, batch by batch, with no parsing, state or ranking. Its throughput on
 one core is the ceiling for any aiokafka-based worker on this machine.
 """
@@ -14,7 +14,7 @@ import sys
 
 from aiokafka import AIOKafkaConsumer
 
-from bench.kafka_io import kafka_client_options, producer_for
+from devtools.bench.kafka_io import kafka_client_options, producer_for
 from nowplaying.settings import Settings
 
 

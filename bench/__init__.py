@@ -1,1 +1,0 @@
-"""nowplaying bench."""
