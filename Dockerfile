@@ -18,12 +18,12 @@ RUN mkdir -p nowplaying && touch nowplaying/__init__.py \
     && pip install -c constraints.txt . \
     && pip uninstall -y nowplaying
 
+# The runtime only; the development tooling (devtools/, scripts/, infra/) and tests never ship.
 COPY nowplaying ./nowplaying
 COPY features ./features
 COPY models ./models
 COPY streams ./streams
 COPY serving ./serving
-COPY bench ./bench
 COPY schemas ./schemas
 RUN pip install --no-deps -c constraints.txt .
 
