@@ -29,6 +29,8 @@ from setuptools.dist import Distribution
 
 warnings.simplefilter("ignore")
 dist = apply_configuration(Distribution({"script_name": "setup.py"}), "pyproject.toml")
+# The package-data lookup runs egg_info: its folder goes to the scratch space, not the sources.
+dist.get_command_obj("egg_info").egg_base = sys.argv[2]
 command = dist.get_command_obj("build_py")
 command.build_lib = sys.argv[1]
 command.compile = command.optimize = 0
@@ -37,9 +39,10 @@ print(json.dumps(sorted(dist.packages)))
 """
 
 
-def wheel_contents(build_lib: Path) -> tuple[list[str], set[Path]]:
+def wheel_contents(build_lib: Path, scratch: Path) -> tuple[list[str], set[Path]]:
+    scratch.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [sys.executable, "-c", BUILD_PY, str(build_lib)],
+        [sys.executable, "-c", BUILD_PY, str(build_lib), str(scratch)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -52,7 +55,9 @@ def wheel_contents(build_lib: Path) -> tuple[list[str], set[Path]]:
 
 
 def test_the_wheel_holds_the_runtime_packages_only(tmp_path: Path) -> None:
-    packages, files = wheel_contents(tmp_path / "lib")
+    in_sources = set(ROOT.glob("*.egg-info"))
+    packages, files = wheel_contents(tmp_path / "lib", tmp_path / "scratch")
+    assert set(ROOT.glob("*.egg-info")) == in_sources, "the check wrote into the sources"
     assert {name.split(".")[0] for name in packages} == RUNTIME
     assert {path.parts[0] for path in files} == RUNTIME
     for name in RUNTIME:
