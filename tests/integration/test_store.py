@@ -10,14 +10,11 @@ from features.session import encode_event, fold_events, state_summary, to_sessio
 from features.store import (
     ACTIVE_USERS_KEPT,
     Applied,
-    FeatureStore,
+    RedisFeatureReader,
     StoredList,
-    read_active_users,
-    read_latest_recommendations,
-    read_session_events,
-    read_session_features,
-    read_user_session,
+    feature_store_for,
 )
+from features.store.redis_common import RedisStore
 from nowplaying.clients import redis_client
 from nowplaying.events import TrackEnd, TrackStart
 from nowplaying.keys import Keys
@@ -54,10 +51,12 @@ def test_events_are_applied_once_and_the_log_folds_to_the_offline_state(
     settings = settings_factory(create_topics=False)
     evs = events()
 
-    async def body(store: FeatureStore, redis: Any) -> tuple[list[Applied], list[Applied], Any]:
+    async def body(store: RedisStore, redis: Any) -> tuple[list[Applied], list[Applied], Any]:
         first = await store.apply_events(evs)
         again = await store.apply_events(evs[::-1])
-        stored = await read_session_events(redis, Keys(settings.redis_key_prefix), "s1")
+        stored = await RedisFeatureReader(redis, Keys(settings.redis_key_prefix)).session_events(
+            "s1"
+        )
         return first, again, stored
 
     first, again, stored = run_with_store(settings, body)
@@ -79,7 +78,7 @@ def test_session_keys_expire_after_the_inactivity_ttl(
     keys = Keys(settings.redis_key_prefix)
     evs = events(n=1)
 
-    async def body(store: FeatureStore, redis: Any) -> list[int]:
+    async def body(store: RedisStore, redis: Any) -> list[int]:
         applied = await store.apply_events(evs)
         await store.write_results(
             {"s1": applied[-1].state()},
@@ -104,7 +103,7 @@ def test_the_log_is_trimmed_but_dedupe_still_holds(settings_factory: SettingsFac
     settings = settings_factory(create_topics=False, max_session_events=4)
     evs = events(n=4)
 
-    async def body(store: FeatureStore, redis: Any) -> tuple[list[Applied], list[Applied]]:
+    async def body(store: RedisStore, redis: Any) -> tuple[list[Applied], list[Applied]]:
         return await store.apply_events(evs), await store.apply_events(evs[:2])
 
     first, again = run_with_store(settings, body)
@@ -124,7 +123,7 @@ def test_a_stored_list_is_never_replaced_and_results_are_readable(
     assert isinstance(start, TrackStart)
     first_json, second_json = list_message(start, 1), list_message(start, 2)
 
-    async def body(store: FeatureStore, redis: Any) -> Any:
+    async def body(store: RedisStore, redis: Any) -> Any:
         applied = await store.apply_events(evs)
         state = {"s1": applied[-1].state()}
         activity = {"u1": ("s1", evs[-1].ts)}
@@ -141,10 +140,10 @@ def test_a_stored_list_is_never_replaced_and_results_are_readable(
             a,
             b,
             dup,
-            await read_latest_recommendations(redis, keys, "u1"),
-            await read_session_features(redis, keys, "s1"),
-            await read_user_session(redis, keys, "u1"),
-            await read_active_users(redis, keys),
+            await RedisFeatureReader(redis, keys).latest_recommendations("u1"),
+            await RedisFeatureReader(redis, keys).session_features("s1"),
+            await RedisFeatureReader(redis, keys).user_session("u1"),
+            await RedisFeatureReader(redis, keys).active_users(),
         )
 
     a, b, dup, latest, features, session, users = run_with_store(settings, body)
@@ -163,9 +162,11 @@ def test_active_users_keep_the_most_recent(settings_factory: SettingsFactory) ->
     n = ACTIVE_USERS_KEPT + 5
     activity = {f"u{i}": (f"s{i}", TS + i) for i in range(n)}
 
-    async def body(store: FeatureStore, redis: Any) -> tuple[int, list[str]]:
+    async def body(store: RedisStore, redis: Any) -> tuple[int, list[str]]:
         await store.write_results({}, [], activity)
-        return await redis.zcard(keys.active_users()), await read_active_users(redis, keys, 3)
+        return await redis.zcard(keys.active_users()), await RedisFeatureReader(
+            redis, keys
+        ).active_users(3)
 
     count, top = run_with_store(settings, body)
     assert count == ACTIVE_USERS_KEPT
@@ -180,7 +181,7 @@ def test_a_key_of_the_wrong_type_fails_that_event_only(settings_factory: Setting
     client.set(keys.session_seen("broken"), "not a set")
     client.close()
 
-    async def body(store: FeatureStore, redis: Any) -> list[Applied]:
+    async def body(store: RedisStore, redis: Any) -> list[Applied]:
         return await store.apply_events([*bad, *good])
 
     applied = run_with_store(settings, body)
@@ -196,7 +197,7 @@ def test_the_script_is_reloaded_after_the_server_lost_it(
     settings = isolated_settings(redis_url=server.url, redis_key_prefix="p")
     evs = events(n=2)
 
-    async def body(store: FeatureStore, redis: Any) -> tuple[list[Applied], list[Applied]]:
+    async def body(store: RedisStore, redis: Any) -> tuple[list[Applied], list[Applied]]:
         first = await store.apply_events(evs[:2])
         await redis.script_flush()
         return first, await store.apply_events(evs)
@@ -216,10 +217,10 @@ def test_cached_logs_stay_exact_across_workers_and_expiry(
     keys = Keys(settings.redis_key_prefix)
     evs = events(n=5)
 
-    def new_store(redis: Any) -> FeatureStore:
-        return FeatureStore(redis, keys, settings.session_ttl_seconds, settings.max_session_events)
+    def new_store(redis: Any) -> RedisStore:
+        return feature_store_for(settings, redis)
 
-    async def body(a: FeatureStore, redis: Any) -> tuple[Applied, Applied, Applied]:
+    async def body(a: RedisStore, redis: Any) -> tuple[Applied, Applied, Applied]:
         b = new_store(redis)
         await a.apply_events(evs[:3])
         await b.apply_events(evs[3:5])  # the partition moved to another worker and back

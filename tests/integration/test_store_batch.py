@@ -3,15 +3,11 @@ path), on the real Redis: same replies, same keys, same values, TTLs on every ke
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import pytest
-from redis.asyncio import Redis as AsyncRedis
-from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-
-from features.store import Applied, FeatureStore, StoredList
+from features.store import Applied, RedisClusterStore, RedisSingleStore, StoredList
+from features.store.redis_common import RedisStore
 from nowplaying.events import TrackEnd, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
@@ -50,19 +46,19 @@ def end(session: str, i: int, user: str = "u1") -> TrackEnd:
 
 def run_both(
     settings_factory: SettingsFactory,
-    body: Callable[[FeatureStore, Any, Keys], Awaitable[T]],
+    body: Callable[[RedisStore, Any, Keys], Awaitable[T]],
     **overrides: Any,
 ) -> tuple[tuple[T, dict[str, Any]], tuple[T, dict[str, Any]]]:
     """Run ``body`` through the batch scripts and through the per-event commands, each under
     its own key prefix; returns each run's result and its keys' contents (prefix removed)."""
 
     def one(settings: Settings, batch: bool) -> tuple[T, dict[str, Any]]:
-        async def run(store: FeatureStore, redis: Any) -> tuple[T, dict[str, Any]]:
-            assert store.batch_scripts is batch
+        async def run(store: RedisStore, redis: Any) -> tuple[T, dict[str, Any]]:
+            assert isinstance(store, RedisSingleStore if batch else RedisClusterStore)
             result = await body(store, redis, Keys(settings.redis_key_prefix))
             return result, await dump(redis, settings.redis_key_prefix)
 
-        return run_with_store(settings, run, batch_scripts=batch)
+        return run_with_store(settings, run, per_event=not batch)
 
     batch = one(settings_factory(create_topics=False, **overrides), True)
     single = one(settings_factory(create_topics=False, **overrides), False)
@@ -116,7 +112,7 @@ def test_a_mixed_batch_applies_as_the_per_event_calls_do(
     early = start("s1", 0)
     stored_json = list_message(early, 7)
 
-    async def body(store: FeatureStore, redis: Any, keys: Keys) -> list[list[Applied]]:
+    async def body(store: RedisStore, redis: Any, keys: Keys) -> list[list[Applied]]:
         await redis.set(keys.session_seen("bad-seen"), "not a set")
         await redis.set(keys.session_log("bad-log"), "not a list")
         first = await store.apply_events([early, end("s1", 0)])
@@ -167,7 +163,7 @@ def test_a_trimmed_log_in_one_batch_matches_the_per_event_calls(
 ) -> None:
     evs: list[Event] = [e for i in range(5) for e in (start("s1", i), end("s1", i))]
 
-    async def body(store: FeatureStore, redis: Any, keys: Keys) -> list[list[Applied]]:
+    async def body(store: RedisStore, redis: Any, keys: Keys) -> list[list[Applied]]:
         return [
             await store.apply_events(evs[:3]),
             await store.apply_events(evs),
@@ -192,7 +188,7 @@ def test_the_write_batch_stores_and_keeps_lists_as_the_per_session_calls_do(
 ) -> None:
     a0, a1, b0 = start("sa", 0, "ua"), start("sa", 1, "ua"), start("sb", 0, "ub")
 
-    async def body(store: FeatureStore, redis: Any, keys: Keys) -> list[list[str]]:
+    async def body(store: RedisStore, redis: Any, keys: Keys) -> list[list[str]]:
         applied = await store.apply_events([a0, a1, b0, start("sc", 0, "uc")])
         states = {a.event.session_id: a.state() for a in applied}
         activity = {a.event.user_id: (a.event.session_id, a.event.ts) for a in applied}
@@ -249,8 +245,8 @@ def test_the_batch_scripts_are_reloaded_after_the_server_lost_them(
     trigger = evs[0]
     assert isinstance(trigger, TrackStart)
 
-    async def body(store: FeatureStore, redis: Any) -> tuple[list[Applied], list[str], Any]:
-        assert store.batch_scripts  # a plain client: the batch scripts
+    async def body(store: RedisStore, redis: Any) -> tuple[list[Applied], list[str], Any]:
+        assert isinstance(store, RedisSingleStore)  # a plain client: the batch scripts
         await redis.script_flush()
         applied = await store.apply_events(evs)
         await redis.script_flush()
@@ -264,19 +260,3 @@ def test_the_batch_scripts_are_reloaded_after_the_server_lost_them(
     applied, stored, session = run_with_store(settings, body)
     assert [len(a.records) for a in applied] == [1, 2, 3]
     assert stored == [list_message(trigger, 1)] and session == b"s1"
-
-
-def test_a_cluster_client_gets_the_per_event_path() -> None:
-    async def main() -> None:
-        cluster = AsyncRedisCluster(host="127.0.0.1", port=1)  # not connected until used
-        plain = AsyncRedis(host="127.0.0.1", port=1)
-        try:
-            assert not FeatureStore(cluster, Keys(), 60, 10).batch_scripts
-            assert FeatureStore(plain, Keys(), 60, 10).batch_scripts
-            assert not FeatureStore(plain, Keys(), 60, 10, batch_scripts=False).batch_scripts
-            with pytest.raises(ValueError, match="cluster"):
-                FeatureStore(cluster, Keys(), 60, 10, batch_scripts=True)
-        finally:
-            await plain.aclose()
-
-    asyncio.run(main())

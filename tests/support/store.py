@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from features.store import FeatureStore
-from nowplaying.clients import async_redis_client
+from features.store import RedisClusterStore, feature_store_for
+from features.store.redis_common import RedisStore
+from nowplaying.clients import AsyncRedisClient, async_redis_client
 from nowplaying.events import RecommendationMessage, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
@@ -17,23 +18,26 @@ T = TypeVar("T")
 
 def run_with_store(
     settings: Settings,
-    body: Callable[[FeatureStore, Any], Awaitable[T]],
+    body: Callable[[RedisStore, AsyncRedisClient], Awaitable[T]],
     *,
-    batch_scripts: bool | None = None,
+    per_event: bool = False,
 ) -> T:
-    """Open a Redis client and a FeatureStore (scripts loaded; ``batch_scripts`` as given, else
-    the client's default) for ``settings``, run ``body`` with both, close the client, and return
-    what ``body`` returned."""
+    """Open a Redis client and a feature store for ``settings`` (the back-end the worker would
+    pick, or with ``per_event`` the per-event/per-session one whatever the client; scripts
+    loaded), run ``body`` with both, close the client, and return what ``body`` returned."""
 
     async def main() -> T:
         redis = async_redis_client(settings)
         try:
-            store = FeatureStore(
-                redis,
-                Keys(settings.redis_key_prefix),
-                settings.session_ttl_seconds,
-                settings.max_session_events,
-                batch_scripts=batch_scripts,
+            store: RedisStore = (
+                RedisClusterStore(
+                    redis,
+                    Keys(settings.redis_key_prefix),
+                    settings.session_ttl_seconds,
+                    settings.max_session_events,
+                )
+                if per_event
+                else feature_store_for(settings, redis)
             )
             await store.load_scripts()
             return await body(store, redis)

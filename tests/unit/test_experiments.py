@@ -186,7 +186,7 @@ def test_each_listener_is_ranked_by_the_model_of_its_variant() -> None:
     store = MemoryStore()
     pipeline = Pipeline(
         settings(),
-        store,  # type: ignore[arg-type]
+        store,
         rankers["control"],
         publisher,
         variants=rankers,
@@ -231,7 +231,7 @@ def test_without_an_experiment_lists_carry_no_variant() -> None:
     publisher = FakePublisher()
     pipeline = Pipeline(
         settings(),
-        MemoryStore(),  # type: ignore[arg-type]
+        MemoryStore(),
         ranker("single"),
         publisher,
         clock=lambda: NOW_S,
@@ -246,7 +246,7 @@ def test_variants_without_an_assigner_are_refused() -> None:
     with pytest.raises(ValueError, match="both"):
         Pipeline(
             settings(),
-            MemoryStore(),  # type: ignore[arg-type]
+            MemoryStore(),
             ranker("x"),
             FakePublisher(),
             variants={"a": ranker("x")},

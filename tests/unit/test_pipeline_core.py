@@ -184,7 +184,7 @@ class Harness:
 
         self.pipeline = Pipeline(
             self.settings,
-            self.store,  # type: ignore[arg-type]
+            self.store,
             self.ranker,
             self.publisher,
             clock=lambda: NOW_S,
