@@ -17,7 +17,7 @@ not log those dicts either.
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pydantic import SecretStr
 from redis import Redis
@@ -26,6 +26,9 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from nowplaying.settings import Settings
+
+#: The asyncio Redis client of either kind (:func:`async_redis_client`).
+AsyncRedisClient: TypeAlias = AsyncRedis | AsyncRedisCluster
 
 if TYPE_CHECKING:
     from faust.auth import Credentials
@@ -197,9 +200,7 @@ def redis_client(settings: Settings, *, decode_responses: bool = False) -> Redis
     return Redis.from_url(settings.redis_url, **options)
 
 
-def async_redis_client(
-    settings: Settings, *, decode_responses: bool = False
-) -> AsyncRedis | AsyncRedisCluster:
+def async_redis_client(settings: Settings, *, decode_responses: bool = False) -> AsyncRedisClient:
     """The asyncio twin of :func:`redis_client` (``redis.asyncio``)."""
     options = redis_options(settings) | {"decode_responses": decode_responses}
     if settings.redis_cluster:

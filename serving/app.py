@@ -24,13 +24,8 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from features.store import (
-    AsyncRedis,
-    read_active_users,
-    read_latest_recommendations,
-    read_session_features,
-)
-from nowplaying.clients import async_redis_client
+from features.store import FeatureReader, RedisFeatureReader
+from nowplaying.clients import AsyncRedisClient, async_redis_client
 from nowplaying.events import ID_PATTERN, RecommendationMessage
 from nowplaying.keys import Keys
 from nowplaying.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -81,20 +76,29 @@ class ActiveUsers(BaseModel):
     users: list[str] = Field(description="Most recently active listeners first.")
 
 
-def get_redis(request: Request) -> AsyncRedis:
-    return request.app.state.redis
+def get_redis(request: Request) -> AsyncRedisClient:
+    client: AsyncRedisClient = request.app.state.redis
+    return client
 
 
-RedisDep = Annotated[AsyncRedis, Depends(get_redis)]
+def get_reader(request: Request) -> FeatureReader:
+    reader: FeatureReader = request.app.state.reader
+    return reader
 
 
-def create_app(settings: Settings, redis: AsyncRedis | None = None) -> FastAPI:
-    """The API. ``redis``: an injected client (the caller closes it); default, one from settings."""
+RedisDep = Annotated[AsyncRedisClient, Depends(get_redis)]
+ReaderDep = Annotated[FeatureReader, Depends(get_reader)]
+
+
+def create_app(settings: Settings, redis: AsyncRedisClient | None = None) -> FastAPI:
+    """The API. ``redis``: an injected client (the caller closes it); default, one from settings.
+    Routes read through a :class:`features.store.FeatureReader` on that client; /readyz pings it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis if redis is not None else async_redis_client(settings)
         app.state.redis = client
+        app.state.reader = RedisFeatureReader(client, Keys(settings.redis_key_prefix))
         try:
             yield
         finally:
@@ -119,7 +123,6 @@ def create_app(settings: Settings, redis: AsyncRedis | None = None) -> FastAPI:
 
 
 def api_routes(settings: Settings) -> APIRouter:
-    keys = Keys(settings.redis_key_prefix)
     router = APIRouter(prefix="/v1", responses=error_responses(422, 503))
 
     @router.get(
@@ -128,8 +131,8 @@ def api_routes(settings: Settings) -> APIRouter:
         responses=error_responses(404),
         summary="The listener's latest Now Playing list",
     )
-    async def user_recommendations(user_id: UserId, redis: RedisDep) -> RecommendationMessage:
-        latest = await read_latest_recommendations(redis, keys, user_id)
+    async def user_recommendations(user_id: UserId, reader: ReaderDep) -> RecommendationMessage:
+        latest = await reader.latest_recommendations(user_id)
         if latest is None:
             raise not_found(f"no recommendations for user '{user_id}'", user_id=user_id)
         return latest
@@ -140,8 +143,8 @@ def api_routes(settings: Settings) -> APIRouter:
         responses=error_responses(404),
         summary="The session's current features, by name",
     )
-    async def session_features_of(session_id: SessionId, redis: RedisDep) -> SessionFeatures:
-        features = await read_session_features(redis, keys, session_id)
+    async def session_features_of(session_id: SessionId, reader: ReaderDep) -> SessionFeatures:
+        features = await reader.session_features(session_id)
         if features is None:
             raise not_found(f"no features for session '{session_id}'", session_id=session_id)
         return SessionFeatures(session_id=session_id, features=features)
@@ -152,8 +155,8 @@ def api_routes(settings: Settings) -> APIRouter:
         responses=error_responses(404),
         summary="The track now playing, recent plays and the latest list",
     )
-    async def user_now_playing(user_id: UserId, redis: RedisDep) -> NowPlaying:
-        view = await read_now_playing(redis, keys, user_id)
+    async def user_now_playing(user_id: UserId, reader: ReaderDep) -> NowPlaying:
+        view = await read_now_playing(reader, user_id)
         if view.session_id is None and view.recommendations is None:
             raise not_found(f"nothing known about user '{user_id}'", user_id=user_id)
         return view
@@ -163,21 +166,21 @@ def api_routes(settings: Settings) -> APIRouter:
         response_class=EventSourceResponse,
         summary="Server-sent 'snapshot' events (a NowPlaying JSON) whenever the view changes",
     )
-    async def user_live(user_id: UserId, redis: RedisDep) -> AsyncIterator[ServerSentEvent]:
-        async for event in live_events(redis, keys, user_id, settings.api_live_poll_seconds):
+    async def user_live(user_id: UserId, reader: ReaderDep) -> AsyncIterator[ServerSentEvent]:
+        async for event in live_events(reader, user_id, settings.api_live_poll_seconds):
             yield event
 
     @router.get("/users", response_model=ActiveUsers, summary="Recently active listeners")
     async def active_users(
-        redis: RedisDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+        reader: ReaderDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
     ) -> ActiveUsers:
-        return ActiveUsers(users=await read_active_users(redis, keys, limit))
+        return ActiveUsers(users=await reader.active_users(limit))
 
     return router
 
 
 async def live_events(
-    redis: AsyncRedis, keys: Keys, user_id: str, poll_seconds: float
+    reader: FeatureReader, user_id: str, poll_seconds: float
 ) -> AsyncIterator[ServerSentEvent]:
     """A 'snapshot' event first, then one each time the listener's view changes.
 
@@ -187,7 +190,7 @@ async def live_events(
     last: str | None = None
     while True:
         try:
-            payload = (await read_now_playing(redis, keys, user_id)).model_dump_json()
+            payload = (await read_now_playing(reader, user_id)).model_dump_json()
         except RedisError as exc:
             last = None
             yield ServerSentEvent(

@@ -1,8 +1,8 @@
 """What the API and the live page show, read from the Redis feature store.
 
-Built on :mod:`features.store` (same key layout as the worker's writes). The live page's view of
-a listener, :class:`NowPlaying`, combines the latest recommendation list, the session's recent
-plays (with skips marked) and the session's named features.
+Built on :class:`features.store.FeatureReader` (what the worker's writes left). The live page's
+view of a listener, :class:`NowPlaying`, combines the latest recommendation list, the session's
+recent plays (with skips marked) and the session's named features.
 """
 
 from __future__ import annotations
@@ -12,15 +12,9 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
 
-from features.session import Outcome, SessionEvent, decode_event
-from features.store import (
-    AsyncRedis,
-    read_latest_recommendations,
-    read_session_features,
-    read_user_session,
-)
+from features.session import Outcome, SessionEvent
+from features.store import FeatureReader
 from nowplaying.events import RecommendationMessage
-from nowplaying.keys import Keys
 
 #: How many session events the live page looks at (a play is a start and an end).
 RECENT_EVENTS = 60
@@ -81,26 +75,17 @@ def now_playing_of(plays: list[Play]) -> Play | None:
     return None
 
 
-async def read_recent_session_events(
-    redis: AsyncRedis, keys: Keys, session_id: str, limit: int = RECENT_EVENTS
-) -> list[SessionEvent]:
-    """The session's last ``limit`` events in play order (the log's tail only)."""
-    records = await redis.lrange(keys.session_log(session_id), -limit, -1)
-    return [decode_event(r) for r in records]
-
-
-async def read_now_playing(redis: AsyncRedis, keys: Keys, user_id: str) -> NowPlaying:
+async def read_now_playing(reader: FeatureReader, user_id: str) -> NowPlaying:
     latest, session_id = await asyncio.gather(
-        read_latest_recommendations(redis, keys, user_id),
-        read_user_session(redis, keys, user_id),
+        reader.latest_recommendations(user_id), reader.user_session(user_id)
     )
     if session_id is None and latest is not None:
         session_id = latest.session_id
     if session_id is None:
         return NowPlaying(user_id=user_id, recommendations=latest)
     events, features = await asyncio.gather(
-        read_recent_session_events(redis, keys, session_id),
-        read_session_features(redis, keys, session_id),
+        reader.session_events(session_id, last=RECENT_EVENTS),
+        reader.session_features(session_id),
     )
     plays = plays_of(events)
     return NowPlaying(

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from features.store import AsyncRedis
 from models.registry import METADATA_FILE, resolve_version_dir
+from nowplaying.clients import AsyncRedisClient
 from nowplaying.settings import Settings
 
 #: How long /readyz waits for Redis before calling it down.
@@ -35,7 +35,7 @@ class Readiness(BaseModel):
         return [name for name, status in self.dependencies.items() if not status.ok]
 
 
-async def redis_status(redis: AsyncRedis) -> DependencyStatus:
+async def redis_status(redis: AsyncRedisClient) -> DependencyStatus:
     try:
         pong = await asyncio.wait_for(redis.ping(), REDIS_PING_TIMEOUT_SECONDS)
     except TimeoutError:
@@ -56,7 +56,7 @@ def resolve_model_version(settings: Settings) -> tuple[str | None, DependencySta
     return version, DependencyStatus(ok=True, detail=f"version {version} in {version_dir}")
 
 
-async def check_readiness(redis: AsyncRedis, settings: Settings) -> Readiness:
+async def check_readiness(redis: AsyncRedisClient, settings: Settings) -> Readiness:
     redis_ok = await redis_status(redis)
     version, model_ok = await asyncio.to_thread(resolve_model_version, settings)
     deps = {"redis": redis_ok, "model": model_ok}

@@ -119,7 +119,7 @@ class _Ranked(NamedTuple):
 class Pipeline:
     """Turns batches of ``play-events`` records into features, lists and dead letters.
 
-    Clients are injected: ``redis`` (``redis.asyncio.Redis`` or ``RedisCluster``), ``ranker``
+    Clients are injected: ``store`` (a :class:`features.store.FeatureStore`), ``ranker``
     (a loaded Recommender), ``publisher`` (a Kafka producer). ``clock`` returns epoch seconds;
     ``sleep`` is the backoff sleep (both injectable for tests). For an A/B test, ``variants``
     (a ranker per variant name) and ``assigner`` (user id to variant name) replace ``ranker``.

@@ -46,7 +46,8 @@ from faust.streams import Stream
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from features.store import FeatureStore, SessionCache
+from features.session_cache import SessionCache
+from features.store import feature_store_for
 from models.experiments import (
     Experiment,
     ExperimentError,
@@ -56,8 +57,12 @@ from models.experiments import (
 from models.recommender import Recommender
 from models.registry import resolve_version_dir
 from nowplaying import metrics
-from nowplaying.clients import async_redis_client, faust_broker_credentials, faust_broker_urls
-from nowplaying.keys import Keys
+from nowplaying.clients import (
+    AsyncRedisClient,
+    async_redis_client,
+    faust_broker_credentials,
+    faust_broker_urls,
+)
 from nowplaying.settings import Settings
 from streams.batching import Batcher
 from streams.pipeline import BatchResult, Pipeline, RawMessage
@@ -87,7 +92,7 @@ class WorkerRuntime:
     def __init__(
         self,
         settings: Settings,
-        redis: Any,
+        redis: AsyncRedisClient,
         recommender: Recommender,
         experiment: Experiment | None = None,
         variants: dict[str, Recommender] | None = None,
@@ -97,12 +102,8 @@ class WorkerRuntime:
         self.recommender = recommender
         self.experiment = experiment
         self.variants = variants
-        self.store = FeatureStore(
-            redis,
-            Keys(settings.redis_key_prefix),
-            settings.session_ttl_seconds,
-            settings.max_session_events,
-            SessionCache(settings.session_cache_sessions),
+        self.store = feature_store_for(
+            settings, redis, SessionCache(settings.session_cache_sessions)
         )
         self.pipeline: Pipeline | None = None
         self.positions: dict[tuple[str, int], int] = {}

@@ -69,7 +69,7 @@ def summarise(collapsed: Iterable[str], top: int = 15) -> list[FunctionShare]:
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("event loops polling sockets (select)", ("EpollSelector.select",)),
     ("ranker: onnxruntime call", ("onnxruntime/",)),
-    ("Redis: feature store round trips", ("features/store.py", "redis/")),
+    ("Redis: feature store round trips", ("features/store/", "redis/")),
     ("features: context, candidates, rows, top-k", ("models/recommender.py", "features/")),
     ("Kafka: publishing lists", ("Pipeline._publish", "aiokafka/producer/", "FaustPublisher")),
     ("event validation (pydantic)", ("nowplaying/events.py", "pydantic")),

@@ -30,7 +30,7 @@ from features.candidates import generate_candidates
 from features.context import state_context
 from features.rows import rows_for
 from features.session import SessionState, encode_event, fold_events, to_session_event
-from features.store import FeatureStore
+from features.store import feature_store_for
 from models.datasets import session_events
 from nowplaying.clients import async_redis_client
 from nowplaying.events import Rejection, TrackEnd, TrackStart, parse_play_event
@@ -97,7 +97,7 @@ async def features_stage(settings: Settings, report: Report, quick: bool) -> Non
     prefix = f"bench-stage-{uuid.uuid4().hex[:8]}"
     keys = Keys(prefix)
     redis = async_redis_client(settings)
-    store = FeatureStore(redis, keys, settings.session_ttl_seconds, settings.max_session_events)
+    store = feature_store_for(settings.model_copy(update={"redis_key_prefix": prefix}), redis)
     seconds = 0.3 if quick else 3.0
     try:
         await store.load_scripts()

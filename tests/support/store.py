@@ -1,39 +1,47 @@
-"""Run code against the real Redis through the worker's feature store (its write path)."""
+"""Run code against the real Redis through the worker's feature store (its write path), and
+the play events and list JSON the store tests feed it."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from features.store import FeatureStore
-from nowplaying.clients import async_redis_client
-from nowplaying.events import RecommendationMessage, TrackStart
+from features.store import RedisClusterStore, feature_store_for
+from features.store.redis_common import RedisStore
+from nowplaying.clients import AsyncRedisClient, async_redis_client
+from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 
 T = TypeVar("T")
+Event = TrackStart | TrackEnd
+#: Event time of the first event of :func:`start` / :func:`end`.
+TS = 1_795_900_000_000
 
 
 def run_with_store(
     settings: Settings,
-    body: Callable[[FeatureStore, Any], Awaitable[T]],
+    body: Callable[[RedisStore, AsyncRedisClient], Awaitable[T]],
     *,
-    batch_scripts: bool | None = None,
+    per_event: bool = False,
 ) -> T:
-    """Open a Redis client and a FeatureStore (scripts loaded; ``batch_scripts`` as given, else
-    the client's default) for ``settings``, run ``body`` with both, close the client, and return
-    what ``body`` returned."""
+    """Open a Redis client and a feature store for ``settings`` (the back-end the worker would
+    pick, or with ``per_event`` the per-event/per-session one whatever the client; scripts
+    loaded), run ``body`` with both, close the client, and return what ``body`` returned."""
 
     async def main() -> T:
         redis = async_redis_client(settings)
         try:
-            store = FeatureStore(
-                redis,
-                Keys(settings.redis_key_prefix),
-                settings.session_ttl_seconds,
-                settings.max_session_events,
-                batch_scripts=batch_scripts,
+            store: RedisStore = (
+                RedisClusterStore(
+                    redis,
+                    Keys(settings.redis_key_prefix),
+                    settings.session_ttl_seconds,
+                    settings.max_session_events,
+                )
+                if per_event
+                else feature_store_for(settings, redis)
             )
             await store.load_scripts()
             return await body(store, redis)
@@ -53,3 +61,33 @@ def list_message(event: TrackStart, generated_at: int) -> str:
         generated_at=generated_at,
         recommendations=[],
     ).model_dump_json()
+
+
+def start(session: str, i: int, user: str = "u1") -> TrackStart:
+    """The ``i``-th track start of ``session`` (track ``t<i>``)."""
+    return TrackStart(
+        event_type="track_start",
+        event_id=f"{session}-{i}-s",
+        user_id=user,
+        session_id=session,
+        track_id=f"t{i}",
+        ts=TS + 2 * i,
+    )
+
+
+def end(session: str, i: int, user: str = "u1") -> TrackEnd:
+    """The end of the ``i``-th track of ``session`` (skipped for odd ``i``)."""
+    return TrackEnd(
+        event_type="track_end",
+        event_id=f"{session}-{i}-e",
+        user_id=user,
+        session_id=session,
+        track_id=f"t{i}",
+        ts=TS + 2 * i + 1,
+        skipped=i % 2 == 1,
+    )
+
+
+def plays(session: str, n: int, user: str = "u1") -> list[Event]:
+    """``n`` tracks of ``session`` started and ended, in order."""
+    return [e for i in range(n) for e in (start(session, i, user), end(session, i, user))]

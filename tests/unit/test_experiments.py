@@ -22,17 +22,9 @@ from models.experiments import (
 from nowplaying import metrics
 from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
 from streams.pipeline import Pipeline
+from tests.support.batches import NOW_S, end, pipeline_settings, raw, start
+from tests.support.fakes import FakePublisher, FakeRanker, MemoryStore
 from tests.support.tiny_models import shared_two_versions
-from tests.unit.test_pipeline_core import (
-    NOW_S,
-    FakePublisher,
-    FakeRanker,
-    MemoryStore,
-    end,
-    raw,
-    settings,
-    start,
-)
 
 USERS = [f"user-{i}" for i in range(10_000)]
 
@@ -173,9 +165,7 @@ def test_a_version_that_does_not_load_stops_the_experiment(
 
 
 def ranker(version: str) -> FakeRanker:
-    r = FakeRanker()
-    r.model_version = version
-    return r
+    return FakeRanker(model_version=version)
 
 
 def test_each_listener_is_ranked_by_the_model_of_its_variant() -> None:
@@ -185,8 +175,8 @@ def test_each_listener_is_ranked_by_the_model_of_its_variant() -> None:
     publisher = FakePublisher()
     store = MemoryStore()
     pipeline = Pipeline(
-        settings(),
-        store,  # type: ignore[arg-type]
+        pipeline_settings(),
+        store,
         rankers["control"],
         publisher,
         variants=rankers,
@@ -202,7 +192,7 @@ def test_each_listener_is_ranked_by_the_model_of_its_variant() -> None:
     asyncio.run(pipeline.process_batch(raw(batch)))
     lists = [
         RecommendationMessage.model_validate_json(v)
-        for v in publisher.on(settings().topic_recommendations)
+        for v in publisher.on(pipeline_settings().topic_recommendations)
     ]
     assert sorted(m.user_id for m in lists) == sorted(users)
     for message in lists:
@@ -221,7 +211,7 @@ def test_each_listener_is_ranked_by_the_model_of_its_variant() -> None:
     # a redelivered start republishes the stored list: same variant, no new ranking
     asyncio.run(pipeline.process_batch(raw(batch[:1])))
     again = RecommendationMessage.model_validate_json(
-        publisher.on(settings().topic_recommendations)[-1]
+        publisher.on(pipeline_settings().topic_recommendations)[-1]
     )
     assert again == next(m for m in lists if m.trigger_event_id == again.trigger_event_id)
     assert sum(len(r.calls) for r in rankers.values()) == 2
@@ -230,14 +220,14 @@ def test_each_listener_is_ranked_by_the_model_of_its_variant() -> None:
 def test_without_an_experiment_lists_carry_no_variant() -> None:
     publisher = FakePublisher()
     pipeline = Pipeline(
-        settings(),
-        MemoryStore(),  # type: ignore[arg-type]
+        pipeline_settings(),
+        MemoryStore(),
         ranker("single"),
         publisher,
         clock=lambda: NOW_S,
     )
     asyncio.run(pipeline.process_batch(raw([start(0, "t1")])))
-    (body,) = publisher.on(settings().topic_recommendations)
+    (body,) = publisher.on(pipeline_settings().topic_recommendations)
     message = RecommendationMessage.model_validate_json(body)
     assert message.variant is None and message.model_version == "single"
 
@@ -245,8 +235,8 @@ def test_without_an_experiment_lists_carry_no_variant() -> None:
 def test_variants_without_an_assigner_are_refused() -> None:
     with pytest.raises(ValueError, match="both"):
         Pipeline(
-            settings(),
-            MemoryStore(),  # type: ignore[arg-type]
+            pipeline_settings(),
+            MemoryStore(),
             ranker("x"),
             FakePublisher(),
             variants={"a": ranker("x")},

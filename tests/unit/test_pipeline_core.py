@@ -1,177 +1,34 @@
 """The pipeline core with in-memory stand-ins for Redis, the ranker and Kafka.
 
-The store stand-in mirrors the Lua script's contract (dedupe by event id, append, return the
-log; a stored list is never replaced); the real script is tested against Redis in
-``tests/integration/test_store.py``.
+The store stand-in (:class:`tests.support.fakes.MemoryStore`) passes the same contract suite as
+the Redis back-ends (``tests/contract/test_feature_store_contract.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from features.session import (
-    SessionState,
-    decode_event,
-    encode_event,
-    fold_events,
-    state_summary,
-    to_session_event,
-)
-from features.store import Applied, StoredList
+from features.session import SessionEvent, fold_events, state_summary, to_session_event
 from nowplaying import metrics
 from nowplaying.events import (
     DeadLetter,
-    Recommendation,
     RecommendationMessage,
     TrackEnd,
     TrackStart,
 )
-from nowplaying.settings import Settings
 from streams.pipeline import Pipeline, RawMessage
-
-NOW_S = 1_795_900_000.0
-TOPIC = "play-events"
-
-
-def fold_log(log: Sequence[str]) -> SessionState:
-    return fold_events(decode_event(r) for r in log)
-
-
-class MemoryStore:
-    """The FeatureStore contract, in memory."""
-
-    def __init__(self) -> None:
-        self.logs: dict[str, list[str]] = {}
-        self.seen: dict[str, set[str]] = {}
-        self.recs: dict[str, dict[str, str]] = {}
-        self.states: dict[str, dict[str, object]] = {}
-        self.latest: dict[str, str] = {}
-        self.apply_failures = 0
-        self.apply_calls = 0
-
-    async def apply_events(self, events: Sequence[TrackStart | TrackEnd]) -> list[Applied]:
-        self.apply_calls += 1
-        if self.apply_failures:
-            self.apply_failures -= 1
-            raise ConnectionError("redis down")
-        out = []
-        for ev in events:
-            sid = ev.session_id
-            log = self.logs.setdefault(sid, [])
-            seen = self.seen.setdefault(sid, set())
-            if ev.event_id in seen:
-                stored = self.recs.get(sid, {}).get(ev.event_id)
-                out.append(Applied(ev, True, tuple(log), fold_log(log), stored_list=stored))
-                continue
-            seen.add(ev.event_id)
-            log.append(encode_event(to_session_event(ev)))
-            out.append(Applied(ev, False, tuple(log), fold_log(log)))
-        return out
-
-    async def write_results(
-        self,
-        states: Mapping[str, SessionState],
-        lists: Sequence[StoredList],
-        activity: Mapping[str, tuple[str, int]],
-    ) -> list[str]:
-        for sid, state in states.items():
-            self.states[sid] = state_summary(state)
-        stored = []
-        for item in lists:
-            bucket = self.recs.setdefault(item.session_id, {})
-            bucket.setdefault(item.trigger_event_id, item.message_json)
-            stored.append(bucket[item.trigger_event_id])
-            self.latest[item.user_id] = item.message_json
-        return stored
-
-
-class FakeRanker:
-    """Deterministic lists: the first k tracks of a fixed catalogue not played yet."""
-
-    model_version = "test-model"
-
-    def __init__(self, fail_on: str | None = None) -> None:
-        self.calls: list[list[SessionState]] = []
-        self.fail_on = fail_on
-
-    def recommend(self, states: Sequence[SessionState], k: int) -> list[list[Recommendation]]:
-        self.calls.append(list(states))
-        out = []
-        for state in states:
-            if self.fail_on is not None and state.current_track == self.fail_on:
-                raise ValueError("cannot rank")
-            tracks = [f"t{i}" for i in range(50) if f"t{i}" not in state.played][:k]
-            out.append(
-                [
-                    Recommendation(track_id=t, score=1.0 - r / 100, rank=r + 1, source="model")
-                    for r, t in enumerate(tracks)
-                ]
-            )
-        return out
-
-
-class FakePublisher:
-    def __init__(self, fail_times: int = 0) -> None:
-        self.records: list[tuple[str, bytes | None, bytes]] = []
-        self.fail_times = fail_times
-
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.fail_times:
-            self.fail_times -= 1
-            fut.set_exception(ConnectionError("broker unavailable"))
-        else:
-            self.records.append((topic, key, value))
-            fut.set_result(None)
-        return fut
-
-    def on(self, topic: str) -> list[bytes]:
-        return [v for t, _, v in self.records if t == topic]
-
-
-def settings() -> Settings:
-    return Settings(top_k=5, retry_initial_seconds=0.1, retry_max_seconds=0.3)
-
-
-def start(i: int, track: str, session: str = "s1", user: str = "u1") -> TrackStart:
-    return TrackStart(
-        event_type="track_start",
-        event_id=f"{session}-{i}-s",
-        user_id=user,
-        session_id=session,
-        track_id=track,
-        ts=1_795_800_000_000 + i * 1000,
-    )
-
-
-def end(i: int, track: str, skipped: bool, session: str = "s1", user: str = "u1") -> TrackEnd:
-    return TrackEnd(
-        event_type="track_end",
-        event_id=f"{session}-{i}-e",
-        user_id=user,
-        session_id=session,
-        track_id=track,
-        ts=1_795_800_000_500 + i * 1000,
-        skipped=skipped,
-    )
-
-
-def raw(values: Sequence[bytes | TrackStart | TrackEnd], first_offset: int = 0) -> list[RawMessage]:
-    out = []
-    for i, v in enumerate(values):
-        value = v if isinstance(v, bytes) else v.model_dump_json().encode()
-        out.append(RawMessage(value, b"u1", TOPIC, 0, first_offset + i, 1_795_800_000_000))
-    return out
+from tests.support.batches import NOW_S, TOPIC, end, pipeline_settings, raw, start
+from tests.support.fakes import FakePublisher, FakeRanker, MemoryStore
 
 
 class Harness:
     def __init__(self, ranker: FakeRanker | None = None, publisher: FakePublisher | None = None):
-        self.settings = settings()
+        self.settings = pipeline_settings()
         self.store = MemoryStore()
         self.ranker = ranker or FakeRanker()
         self.publisher = publisher or FakePublisher()
@@ -184,7 +41,7 @@ class Harness:
 
         self.pipeline = Pipeline(
             self.settings,
-            self.store,  # type: ignore[arg-type]
+            self.store,
             self.ranker,
             self.publisher,
             clock=lambda: NOW_S,
@@ -197,6 +54,12 @@ class Harness:
     def lists(self) -> list[RecommendationMessage]:
         recs = self.publisher.on(self.settings.topic_recommendations)
         return [RecommendationMessage.model_validate_json(v) for v in recs]
+
+    def features(self, session_id: str) -> dict[str, object] | None:
+        return asyncio.run(self.store.session_features(session_id))
+
+    def log(self, session_id: str) -> list[SessionEvent]:
+        return asyncio.run(self.store.session_events(session_id))
 
     def letters(self) -> list[DeadLetter]:
         dlq = self.publisher.on(self.settings.topic_dead_letters)
@@ -229,7 +92,7 @@ def test_every_track_start_gets_a_list_ranked_on_the_state_right_after_it() -> N
     assert all(len(m.recommendations) == 5 for m in lists)
     # the stored state is the offline fold of the same events
     expected = state_summary(fold_events(to_session_event(e) for e in SESSION))
-    assert h.store.states["s1"] == expected
+    assert h.features("s1") == expected
 
 
 def test_invalid_messages_are_dead_lettered_with_a_reason_and_the_rest_processed() -> None:
@@ -263,14 +126,14 @@ def test_a_redelivered_batch_republishes_the_stored_lists_byte_for_byte() -> Non
     h = Harness()
     h.run(raw(SESSION))
     first = h.publisher.on(h.settings.topic_recommendations)
-    state_before = dict(h.store.states["s1"])
+    state_before = h.features("s1")
     result = h.run(raw(SESSION))
     second = h.publisher.on(h.settings.topic_recommendations)[len(first) :]
     assert second == first
     assert result.duplicates == 5 and result.applied == 0 and result.republished == 3
     assert len(h.ranker.calls) == 1  # nothing re-ranked
-    assert h.store.states["s1"] == state_before
-    assert len(h.store.logs["s1"]) == 5
+    assert h.features("s1") == state_before
+    assert len(h.log("s1")) == 5
 
 
 def test_two_copies_of_an_event_in_one_batch_share_one_list() -> None:
@@ -279,7 +142,7 @@ def test_two_copies_of_an_event_in_one_batch_share_one_list() -> None:
     published = h.publisher.on(h.settings.topic_recommendations)
     assert len(published) == 3 and published[1] == published[2]
     assert len(h.ranker.calls[0]) == 2  # the copy is not ranked again
-    assert len(h.store.logs["s1"]) == 4
+    assert len(h.log("s1")) == 4
 
 
 def test_a_start_applied_but_never_listed_is_ranked_on_its_own_prefix() -> None:

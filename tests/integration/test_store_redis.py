@@ -1,80 +1,57 @@
-"""The single-server batch scripts against the per-event/per-session commands (the Redis Cluster
-path), on the real Redis: same replies, same keys, same values, TTLs on every key."""
+"""The Redis back-ends where only Redis can show it, on the real server: the single-server batch
+scripts against the per-event/per-session calls (the cluster back-end's, here on the same
+server) with the same replies, keys, values and TTLs, keys of the wrong type failing their own
+events only, and the scripts loaded again after the server lost them. What every back-end
+promises is in tests/contract/test_feature_store_contract.py."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-from redis.asyncio import Redis as AsyncRedis
-from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
-from features.store import Applied, FeatureStore, StoredList
-from nowplaying.events import TrackEnd, TrackStart
+from features.store import Applied, RedisClusterStore, RedisSingleStore, StoredList
+from features.store.base import as_text
+from features.store.redis_common import RedisStore
+from nowplaying.clients import AsyncRedisClient
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.services import RedisServer
 from tests.support.settings import isolated_settings
-from tests.support.store import list_message, run_with_store
+from tests.support.store import TS, Event, end, list_message, plays, run_with_store, start
 
 T = TypeVar("T")
-TS = 1_795_900_000_000
-Event = TrackStart | TrackEnd
-
-
-def start(session: str, i: int, user: str = "u1") -> TrackStart:
-    return TrackStart(
-        event_type="track_start",
-        event_id=f"{session}-{i}-s",
-        user_id=user,
-        session_id=session,
-        track_id=f"t{i}",
-        ts=TS + 2 * i,
-    )
-
-
-def end(session: str, i: int, user: str = "u1") -> TrackEnd:
-    return TrackEnd(
-        event_type="track_end",
-        event_id=f"{session}-{i}-e",
-        user_id=user,
-        session_id=session,
-        track_id=f"t{i}",
-        ts=TS + 2 * i + 1,
-        skipped=i % 2 == 1,
-    )
 
 
 def run_both(
     settings_factory: SettingsFactory,
-    body: Callable[[FeatureStore, Any, Keys], Awaitable[T]],
+    body: Callable[[RedisStore, AsyncRedisClient, Keys], Awaitable[T]],
     **overrides: Any,
 ) -> tuple[tuple[T, dict[str, Any]], tuple[T, dict[str, Any]]]:
     """Run ``body`` through the batch scripts and through the per-event commands, each under
     its own key prefix; returns each run's result and its keys' contents (prefix removed)."""
 
     def one(settings: Settings, batch: bool) -> tuple[T, dict[str, Any]]:
-        async def run(store: FeatureStore, redis: Any) -> tuple[T, dict[str, Any]]:
-            assert store.batch_scripts is batch
+        async def run(store: RedisStore, redis: AsyncRedisClient) -> tuple[T, dict[str, Any]]:
+            assert isinstance(store, RedisSingleStore if batch else RedisClusterStore)
             result = await body(store, redis, Keys(settings.redis_key_prefix))
             return result, await dump(redis, settings.redis_key_prefix)
 
-        return run_with_store(settings, run, batch_scripts=batch)
+        return run_with_store(settings, run, per_event=not batch)
 
     batch = one(settings_factory(create_topics=False, **overrides), True)
     single = one(settings_factory(create_topics=False, **overrides), False)
     return batch, single
 
 
-async def dump(redis: Any, prefix: str) -> dict[str, Any]:
+async def dump(redis: AsyncRedisClient, prefix: str) -> dict[str, Any]:
     """Every key under ``prefix``: its type, its value, and whether it expires (TTL > 0)."""
     out: dict[str, Any] = {}
     async for raw in redis.scan_iter(match=f"{prefix}:*", count=1000):
-        key = raw.decode()
-        kind = (await redis.type(key)).decode()
+        key = as_text(raw)
+        kind = as_text(await redis.type(key))
         value: Any
         if kind == "string":
             value = await redis.get(key)
@@ -116,7 +93,7 @@ def test_a_mixed_batch_applies_as_the_per_event_calls_do(
     early = start("s1", 0)
     stored_json = list_message(early, 7)
 
-    async def body(store: FeatureStore, redis: Any, keys: Keys) -> list[list[Applied]]:
+    async def body(store: RedisStore, redis: AsyncRedisClient, keys: Keys) -> list[list[Applied]]:
         await redis.set(keys.session_seen("bad-seen"), "not a set")
         await redis.set(keys.session_log("bad-log"), "not a list")
         first = await store.apply_events([early, end("s1", 0)])
@@ -165,9 +142,9 @@ def test_a_mixed_batch_applies_as_the_per_event_calls_do(
 def test_a_trimmed_log_in_one_batch_matches_the_per_event_calls(
     settings_factory: SettingsFactory,
 ) -> None:
-    evs: list[Event] = [e for i in range(5) for e in (start("s1", i), end("s1", i))]
+    evs = plays("s1", 5)
 
-    async def body(store: FeatureStore, redis: Any, keys: Keys) -> list[list[Applied]]:
+    async def body(store: RedisStore, redis: AsyncRedisClient, keys: Keys) -> list[list[Applied]]:
         return [
             await store.apply_events(evs[:3]),
             await store.apply_events(evs),
@@ -181,10 +158,6 @@ def test_a_trimmed_log_in_one_batch_matches_the_per_event_calls(
         assert comparable(b) == comparable(s)
     assert batch_keys == single_keys
     assert [len(a.records) for a in batch[1]] == [3, 3, 3, 4, 4, 4, 4, 4, 4, 4]
-    assert batch[1][-1].records == tuple(batch[1][-1].records[-4:])
-    assert [a.duplicate for a in batch[2]] == [True, True]
-    assert batch[2][0].state_after_event() is None  # trimmed away
-    assert batch[2][1].state_after_event() == batch[1][-1].state()
 
 
 def test_the_write_batch_stores_and_keeps_lists_as_the_per_session_calls_do(
@@ -192,7 +165,7 @@ def test_the_write_batch_stores_and_keeps_lists_as_the_per_session_calls_do(
 ) -> None:
     a0, a1, b0 = start("sa", 0, "ua"), start("sa", 1, "ua"), start("sb", 0, "ub")
 
-    async def body(store: FeatureStore, redis: Any, keys: Keys) -> list[list[str]]:
+    async def body(store: RedisStore, redis: AsyncRedisClient, keys: Keys) -> list[list[str]]:
         applied = await store.apply_events([a0, a1, b0, start("sc", 0, "uc")])
         states = {a.event.session_id: a.state() for a in applied}
         activity = {a.event.user_id: (a.event.session_id, a.event.ts) for a in applied}
@@ -221,15 +194,12 @@ def test_the_write_batch_stores_and_keeps_lists_as_the_per_session_calls_do(
     (batch, batch_keys), (single, single_keys) = run_both(settings_factory, body)
     assert batch == single
     assert batch_keys == single_keys
-    first, again, nothing = batch
-    assert first == [list_message(a0, 1), list_message(a1, 1), list_message(b0, 1)]
-    assert again == [
+    assert batch[1] == [
         list_message(a1, 1),
         list_message(a1, 1),
         list_message(b0, 1),
         list_message(b0, 2),
     ]
-    assert nothing == []
     assert batch_keys[":u:{ua}:latest"][1] == list_message(a1, 3).encode()  # the last one given
     assert batch_keys[":active-users"][1] == [
         (b"ub", float(b0.ts)),
@@ -240,17 +210,20 @@ def test_the_write_batch_stores_and_keeps_lists_as_the_per_session_calls_do(
     assert all(ttl for key, (_, _, ttl) in batch_keys.items() if key != ":active-users")
 
 
-def test_the_batch_scripts_are_reloaded_after_the_server_lost_them(
-    private_redis: Callable[..., RedisServer],
+@pytest.mark.parametrize("per_event", [False, True], ids=["batch-scripts", "per-event"])
+def test_the_scripts_are_reloaded_after_the_server_lost_them(
+    private_redis: Callable[..., RedisServer], per_event: bool
 ) -> None:
     server = private_redis()
     settings = isolated_settings(redis_url=server.url, redis_key_prefix="p")
     evs: list[Event] = [start("s1", 0), end("s1", 0), start("s1", 1)]
-    trigger = evs[0]
-    assert isinstance(trigger, TrackStart)
+    trigger = start("s1", 0)
 
-    async def body(store: FeatureStore, redis: Any) -> tuple[list[Applied], list[str], Any]:
-        assert store.batch_scripts  # a plain client: the batch scripts
+    async def body(
+        store: RedisStore, redis: AsyncRedisClient
+    ) -> tuple[list[Applied], list[Applied], list[str], Any]:
+        assert isinstance(store, RedisClusterStore if per_event else RedisSingleStore)
+        first = await store.apply_events(evs[:2])
         await redis.script_flush()
         applied = await store.apply_events(evs)
         await redis.script_flush()
@@ -259,24 +232,10 @@ def test_the_batch_scripts_are_reloaded_after_the_server_lost_them(
             [StoredList("u1", "s1", trigger.event_id, list_message(trigger, 1))],
             {"u1": ("s1", TS)},
         )
-        return applied, stored, await redis.get(Keys("p").user_session("u1"))
+        return first, applied, stored, await redis.get(Keys("p").user_session("u1"))
 
-    applied, stored, session = run_with_store(settings, body)
-    assert [len(a.records) for a in applied] == [1, 2, 3]
+    first, applied, stored, session = run_with_store(settings, body, per_event=per_event)
+    assert [a.duplicate for a in first] == [False, False]
+    assert [a.duplicate for a in applied] == [True, True, False]
+    assert [len(a.records) for a in applied] == [2, 2, 3]
     assert stored == [list_message(trigger, 1)] and session == b"s1"
-
-
-def test_a_cluster_client_gets_the_per_event_path() -> None:
-    async def main() -> None:
-        cluster = AsyncRedisCluster(host="127.0.0.1", port=1)  # not connected until used
-        plain = AsyncRedis(host="127.0.0.1", port=1)
-        try:
-            assert not FeatureStore(cluster, Keys(), 60, 10).batch_scripts
-            assert FeatureStore(plain, Keys(), 60, 10).batch_scripts
-            assert not FeatureStore(plain, Keys(), 60, 10, batch_scripts=False).batch_scripts
-            with pytest.raises(ValueError, match="cluster"):
-                FeatureStore(cluster, Keys(), 60, 10, batch_scripts=True)
-        finally:
-            await plain.aclose()
-
-    asyncio.run(main())

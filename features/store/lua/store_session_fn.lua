@@ -1,0 +1,18 @@
+-- The per-session write, defined once and called by both result scripts (store_results.lua,
+-- write_batch.lua): the state (unless state_json is empty) and the (trigger event id, list
+-- JSON) pairs args[first..last]; a list is only stored if none is stored for its trigger yet
+-- (HSETNX). Returns, per list, 1 when ours was stored, else the JSON stored before (a
+-- redelivery's): the one to publish.
+local function store_session(state_key, recs_key, ttl, state_json, args, first, last)
+  if state_json ~= '' then redis.call('SET', state_key, state_json, 'EX', ttl) end
+  local stored = {}
+  for i = first, last, 2 do
+    if redis.call('HSETNX', recs_key, args[i], args[i + 1]) == 1 then
+      stored[#stored + 1] = 1
+    else
+      stored[#stored + 1] = redis.call('HGET', recs_key, args[i])
+    end
+  end
+  if last >= first then redis.call('EXPIRE', recs_key, ttl) end
+  return stored
+end

@@ -1,0 +1,91 @@
+"""The feature store on a Redis Cluster: one script call per event and per session.
+
+A script's keys must share a slot, so each event is its own call of ``apply_event.lua`` and
+each session's results its own call of ``store_results.lua`` (a session's keys share the
+session's hash tag, :class:`nowplaying.keys.Keys`); the user keys are plain commands. Every
+batch is still one round trip: the calls are pipelined (``transaction=False``), which the
+cluster client splits by node. The same commands work on a single server, where
+:mod:`features.store.redis_single` does the same in one call per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from features.session import SessionState, encode_event, to_session_event
+from features.session_cache import SessionCache
+from features.store.base import ACTIVE_USERS_KEPT, PlayEvent
+from features.store.redis_common import ListsBySession, RedisStore, state_json
+from features.store.scripts import APPLY_EVENT, STORE_RESULTS, AnyPipeline, queue_script
+from nowplaying.clients import AsyncRedisClient
+from nowplaying.keys import Keys
+
+
+class RedisClusterStore(RedisStore):
+    """The worker's writes as per-event and per-session script calls, pipelined: what a
+    ``RedisCluster`` client needs (a plain ``Redis`` client works too)."""
+
+    def __init__(
+        self,
+        redis: AsyncRedisClient,
+        keys: Keys,
+        ttl_seconds: int,
+        max_events: int,
+        cache: SessionCache | None = None,
+    ) -> None:
+        super().__init__(
+            redis, keys, ttl_seconds, max_events, cache, scripts=(APPLY_EVENT, STORE_RESULTS)
+        )
+
+    async def _apply(
+        self, events: Sequence[PlayEvent], held: Sequence[tuple[str, ...]]
+    ) -> list[Any]:
+        def build(pipe: AnyPipeline) -> None:
+            k = self._keys
+            for ev, known in zip(events, held, strict=True):
+                sid = ev.session_id
+                queue_script(
+                    pipe,
+                    APPLY_EVENT,
+                    (
+                        k.session_log(sid),
+                        k.session_seen(sid),
+                        k.session_recs(sid),
+                        k.session_state(sid),
+                    ),
+                    ev.event_id,
+                    encode_event(to_session_event(ev)),
+                    self._max_events,
+                    self._ttl,
+                    len(known),
+                    known[-1] if known else "",
+                )
+
+        return await self._scripts.run_pipeline(build, raise_on_error=False)
+
+    async def _write(
+        self,
+        states: Mapping[str, SessionState],
+        by_session: ListsBySession,
+        latest: Mapping[str, str],
+        activity: Mapping[str, tuple[str, int]],
+    ) -> list[Any]:
+        def build(pipe: AnyPipeline) -> None:
+            k, ttl = self._keys, self._ttl
+            for sid, items in by_session.items():
+                args: list[Any] = [ttl, state_json(states.get(sid))]
+                for item in items:
+                    args += [item.trigger_event_id, item.message_json]
+                queue_script(
+                    pipe, STORE_RESULTS, [k.session_state(sid), k.session_recs(sid)], *args
+                )
+            for uid, message_json in latest.items():
+                pipe.set(k.user_latest(uid), message_json, ex=ttl)
+            for uid, (sid, _) in activity.items():
+                pipe.set(k.user_session(uid), sid, ex=ttl)
+            if activity:
+                pipe.zadd(k.active_users(), {uid: ts for uid, (_, ts) in activity.items()})
+                pipe.zremrangebyrank(k.active_users(), 0, -ACTIVE_USERS_KEPT - 1)
+
+        return await self._scripts.run_pipeline(build, raise_on_error=True)
