@@ -60,7 +60,8 @@ from nowplaying.clients import async_redis_client, faust_broker_credentials, fau
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.batching import Batcher
-from streams.pipeline import BatchResult, Pipeline, RawMessage
+from streams.instrumentation import CountingSensor, PrometheusSensor, Sensors
+from streams.pipeline import Pipeline, RawMessage
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class WorkerRuntime:
             SessionCache(settings.session_cache_sessions),
         )
         self.pipeline: Pipeline | None = None
+        self.counts = CountingSensor()
         self.positions: dict[tuple[str, int], int] = {}
 
     def attach(self, app: faust.App) -> None:
@@ -113,6 +115,7 @@ class WorkerRuntime:
             self.store,
             self.recommender,
             FaustPublisher(app),
+            sensor=Sensors(PrometheusSensor(), self.counts),
             variants=self.variants,
             assigner=self.experiment,
         )
@@ -187,8 +190,17 @@ class WorkerRuntime:
     async def start(self, events: Sequence[Any]) -> Awaitable[None]:
         """Start one batch of held Faust events (see :meth:`Pipeline.start_batch`)."""
         assert self.pipeline is not None
-        result, delivered = await self.pipeline.start_batch([_raw(e.message) for e in events])
-        self._log_result(result)
+        before = self.counts.counts.copy()
+        delivered = await self.pipeline.start_batch([_raw(e.message) for e in events])
+        done = self.counts.counts.since(before)
+        if done.dead_letters or done.duplicates:
+            log.info(
+                "batch of %d: %d applied, %d duplicates, dead letters %s",
+                len(events),
+                done.applied,
+                done.duplicates,
+                dict(done.dead_letters),
+            )
         return delivered
 
     def release(self, events: Sequence[Any], consumer: Any) -> None:
@@ -198,16 +210,6 @@ class WorkerRuntime:
             tp = event.message.tp
             key = (tp.topic, tp.partition)
             self.positions[key] = max(self.positions.get(key, 0), event.message.offset + 1)
-
-    def _log_result(self, result: BatchResult) -> None:
-        if result.dead_letters or result.duplicates:
-            log.info(
-                "batch of %d: %d applied, %d duplicates, dead letters %s",
-                result.messages,
-                result.applied,
-                result.duplicates,
-                result.dead_letters,
-            )
 
     async def readiness(self) -> dict[str, str]:
         """Failing dependencies by name (empty when ready)."""

@@ -21,6 +21,7 @@ from models.experiments import (
 )
 from nowplaying import metrics
 from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
+from streams.instrumentation import NullSensor, PrometheusSensor
 from streams.pipeline import Pipeline
 from tests.support.tiny_models import shared_two_versions
 from tests.unit.test_pipeline_core import (
@@ -189,6 +190,7 @@ def test_each_listener_is_ranked_by_the_model_of_its_variant() -> None:
         store,  # type: ignore[arg-type]
         rankers["control"],
         publisher,
+        sensor=PrometheusSensor(),
         variants=rankers,
         assigner=experiment,
         clock=lambda: NOW_S,
@@ -234,6 +236,7 @@ def test_without_an_experiment_lists_carry_no_variant() -> None:
         MemoryStore(),  # type: ignore[arg-type]
         ranker("single"),
         publisher,
+        sensor=NullSensor(),
         clock=lambda: NOW_S,
     )
     asyncio.run(pipeline.process_batch(raw([start(0, "t1")])))
@@ -249,5 +252,6 @@ def test_variants_without_an_assigner_are_refused() -> None:
             MemoryStore(),  # type: ignore[arg-type]
             ranker("x"),
             FakePublisher(),
+            sensor=NullSensor(),
             variants={"a": ranker("x")},
         )

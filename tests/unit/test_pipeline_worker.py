@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from faust.types.tuples import ConsumerMessage
 
-from streams.pipeline import BatchResult, RawMessage
+from streams.pipeline import RawMessage
 from streams.worker import WorkerRuntime
 from tests.support.settings import isolated_settings
 
@@ -39,9 +39,7 @@ class Pipeline:
         self.acked_when_called: list[int] | None = None
         self.seen: list[RawMessage] = []
 
-    async def start_batch(
-        self, messages: Sequence[RawMessage]
-    ) -> tuple[BatchResult, Awaitable[None]]:
+    async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
         self.seen = list(messages)
 
         async def acknowledged() -> None:
@@ -49,7 +47,7 @@ class Pipeline:
                 await self.gate.wait()  # Kafka has not acknowledged yet
             self.acked_when_called = list(self.consumer.acked)
 
-        return BatchResult(messages=len(messages), applied=len(messages)), acknowledged()
+        return acknowledged()
 
 
 def delivered(offsets: Sequence[int]) -> list[Any]:
@@ -122,9 +120,7 @@ def test_a_crash_in_the_processing_loop_reaches_the_agent() -> None:
     consumer = Consumer()
 
     class Broken(Pipeline):
-        async def start_batch(
-            self, messages: Sequence[RawMessage]
-        ) -> tuple[BatchResult, Awaitable[None]]:
+        async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
             raise RuntimeError("bug")
 
     rt = runtime(Broken(consumer))
@@ -145,9 +141,7 @@ def test_the_next_batch_runs_while_the_last_awaits_its_acknowledgements() -> Non
     started: list[list[int]] = []
 
     class SlowAcks(Pipeline):
-        async def start_batch(
-            self, messages: Sequence[RawMessage]
-        ) -> tuple[BatchResult, Awaitable[None]]:
+        async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
             started.append([m.offset for m in messages])
             gate = first_acked if len(started) == 1 else None
 
@@ -155,7 +149,7 @@ def test_the_next_batch_runs_while_the_last_awaits_its_acknowledgements() -> Non
                 if gate is not None:
                     await gate.wait()
 
-            return BatchResult(messages=len(messages)), acknowledged()
+            return acknowledged()
 
     rt = runtime(SlowAcks(consumer))
 
@@ -185,13 +179,11 @@ def test_a_failure_while_awaiting_acknowledgements_reaches_the_agent() -> None:
     consumer = Consumer()
 
     class BrokenAcks(Pipeline):
-        async def start_batch(
-            self, messages: Sequence[RawMessage]
-        ) -> tuple[BatchResult, Awaitable[None]]:
+        async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
             async def acknowledged() -> None:
                 raise RuntimeError("bug in the acknowledgement wait")
 
-            return BatchResult(messages=len(messages)), acknowledged()
+            return acknowledged()
 
     rt = runtime(BrokenAcks(consumer))
 
