@@ -8,9 +8,12 @@ line, newest last (``nowplaying models rollback`` goes back along it).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+from nowplaying.readiness import DependencyStatus, error_detail
 
 LATEST: Final = "latest"
 HISTORY: Final = "history"
@@ -42,6 +45,20 @@ def resolve_version_dir(model_dir: Path, version: str | None = None) -> Path:
         if not (version_dir / name).is_file():
             raise ModelNotFoundError(f"model version {version!r} in {model_dir} has no {name}")
     return version_dir
+
+
+def registry_status(
+    model_dir: Path, version: str | None = None
+) -> tuple[str | None, DependencyStatus]:
+    """The readiness probe of the registry: the version it serves (``version``, or the one
+    ``latest`` names), from its folder and metadata; None and the reason when there is none."""
+    try:
+        version_dir = resolve_version_dir(model_dir, version)
+        metadata: dict[str, Any] = json.loads((version_dir / METADATA_FILE).read_text())
+    except Exception as exc:  # a probe reports any failure as data
+        return None, DependencyStatus(ok=False, detail=error_detail(exc))
+    served = str(metadata.get("version") or version_dir.name)
+    return served, DependencyStatus(ok=True, detail=f"version {served} in {version_dir}")
 
 
 def publish_version(model_dir: Path, version_dir: Path, *, record_history: bool = True) -> None:

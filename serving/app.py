@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from time import perf_counter
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -25,19 +25,19 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.store import FeatureReader, RedisFeatureReader
+from models.registry import registry_status
 from nowplaying.clients import AsyncRedisClient, async_redis_client
 from nowplaying.events import ID_PATTERN, RecommendationMessage
 from nowplaying.keys import Keys
 from nowplaying.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from nowplaying.readiness import Readiness, redis_status
 from nowplaying.settings import Settings
 from serving.errors import (
-    error_response,
     error_responses,
     install_error_handlers,
     not_found,
 )
 from serving.queries import NowPlaying, read_now_playing
-from serving.readiness import Readiness, check_readiness
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -214,18 +214,12 @@ def ops_routes(settings: Settings) -> APIRouter:
     @router.get(
         "/readyz",
         response_model=Readiness,
-        responses=error_responses(503),
-        summary="Redis reachable and a model version resolvable",
+        responses={503: {"model": Readiness, "description": "Not ready: `failing` names why"}},
+        summary="Redis reachable and a model version resolvable (503 otherwise)",
     )
-    async def readyz(redis: RedisDep) -> Readiness | JSONResponse:
+    async def readyz(redis: RedisDep) -> JSONResponse:
         readiness = await check_readiness(redis, settings)
-        if readiness.ready:
-            return readiness
-        failing = readiness.failing
-        details: dict[str, Any] = {"failing": failing, **readiness.model_dump(mode="json")}
-        return error_response(
-            503, "dependency_unavailable", f"not ready: {', '.join(failing)} unavailable", details
-        )
+        return JSONResponse(readiness.model_dump(mode="json"), status_code=readiness.status_code)
 
     @router.get(
         "/metrics",
@@ -237,6 +231,16 @@ def ops_routes(settings: Settings) -> APIRouter:
         return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+async def check_readiness(redis: AsyncRedisClient, settings: Settings) -> Readiness:
+    """The API's dependencies: Redis answers PING, and the registry resolves a model version
+    (the API does not load the model: the version is the one the worker serves)."""
+    redis_ok = await redis_status(redis)
+    version, model_ok = await asyncio.to_thread(
+        registry_status, settings.model_dir, settings.model_version
+    )
+    return Readiness.of({"redis": redis_ok, "model": model_ok}, model_version=version)
 
 
 def page_routes() -> APIRouter:

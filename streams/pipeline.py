@@ -19,6 +19,9 @@ messages are acknowledged by Kafka: only then may the caller commit the batch's 
 acknowledgements as an awaitable: the worker starts the next batch meanwhile.
 Redis and Kafka failures are retried with exponential backoff, forever (never drop, never skip);
 every step is idempotent, so a retried or redelivered batch has the same effects.
+
+The pipeline makes no metric call: it reports each fact to the injected
+:class:`streams.instrumentation.PipelineSensor` (Prometheus in the worker).
 """
 
 from __future__ import annotations
@@ -27,12 +30,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from features.session import SessionState, outcome_of
+from features.session import SessionState
 from features.store import Applied, FeatureStore, StoredList
-from nowplaying import metrics
 from nowplaying.events import (
     Recommendation,
     RecommendationMessage,
@@ -43,6 +45,7 @@ from nowplaying.events import (
     parse_play_event,
 )
 from nowplaying.settings import Settings
+from streams.instrumentation import STORED_LIST, PipelineSensor
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +86,6 @@ class Publisher(Protocol):
     async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
 
 
-@dataclass(slots=True)
-class BatchResult:
-    """What one batch did (counts, for logs, tests and benchmarks)."""
-
-    messages: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    dead_letters: dict[str, int] = field(default_factory=dict)
-    published: int = 0
-    republished: int = 0
-    recomputed: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class _ListJob:
     """A list to publish for a ``track_start``: computed now, or stored before."""
@@ -120,9 +110,10 @@ class Pipeline:
     """Turns batches of ``play-events`` records into features, lists and dead letters.
 
     Clients are injected: ``store`` (a :class:`features.store.FeatureStore`), ``ranker``
-    (a loaded Recommender), ``publisher`` (a Kafka producer). ``clock`` returns epoch seconds;
-    ``sleep`` is the backoff sleep (both injectable for tests). For an A/B test, ``variants``
-    (a ranker per variant name) and ``assigner`` (user id to variant name) replace ``ranker``.
+    (a loaded Recommender), ``publisher`` (a Kafka producer), ``sensor`` (hears every fact
+    the pipeline reports). ``clock`` returns epoch seconds; ``sleep`` is the backoff sleep (both
+    injectable for tests). For an A/B test, ``variants`` (a ranker per variant name) and
+    ``assigner`` (user id to variant name) replace ``ranker``.
     """
 
     def __init__(
@@ -132,6 +123,7 @@ class Pipeline:
         ranker: Ranker,
         publisher: Publisher,
         *,
+        sensor: PipelineSensor,
         variants: Mapping[str, Ranker] | None = None,
         assigner: Assigner | None = None,
         clock: Callable[[], float] = time.time,
@@ -146,29 +138,28 @@ class Pipeline:
         )
         self._assigner = assigner
         self._publisher = publisher
+        self._sensor = sensor
         self._clock = clock
         self._sleep = sleep
         #: Dependencies whose last call failed (and is being retried), with the error.
         self.failing: dict[str, str] = {}
 
-    async def process_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
+    async def process_batch(self, messages: Sequence[RawMessage]) -> None:
         """Process the batch; returns once its effects are durable and published."""
-        result, delivered = await self.start_batch(messages)
-        await delivered
-        return result
+        await (await self.start_batch(messages))
 
-    async def start_batch(
-        self, messages: Sequence[RawMessage]
-    ) -> tuple[BatchResult, Awaitable[None]]:
+    async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
         """Process the batch up to handing its records to the Kafka producer; returns with an
         awaitable that completes when Kafka acknowledged every record (resending them all,
         with backoff, until it has). Redis effects are durable when this returns, so the next
         batch may start while this one's acknowledgements are on their way; its offsets may be
         committed only once the awaitable completed."""
-        result = BatchResult(messages=len(messages))
-        metrics.BATCH_EVENTS.observe(len(messages))
+        self._sensor.on_batch(len(messages))
         events, letters = self._validate(messages)
-        applied = await self._retry("redis", lambda: self._timed_apply([e for e, _ in events]))
+        valid = [e for e, _ in events]
+        applied = await self._retry(
+            "redis", lambda: self._timed("apply", self._store.apply_events(valid))
+        )
         ok: list[tuple[Applied, RawMessage]] = []
         for a, (_, msg) in zip(applied, events, strict=True):
             if a.error is None:
@@ -176,17 +167,17 @@ class Pipeline:
             else:
                 log.error("feature store refused event %s: %s", a.event.event_id, a.error)
                 letters.append((msg, Rejection("store_rejected", a.error)))
-        self._count_events(ok, result)
+        self._report_applied(ok)
         jobs, states = self._plan(ok)
         lists = self._rank(jobs)
         for job in jobs:
             if job.stored_json is None and job.event_id not in lists:
                 letters.append((job.source, Rejection("ranking_failed", "the ranker failed")))
         jobs = [j for j in jobs if j.stored_json is not None or j.event_id in lists]
-        stored = await self._retry("redis", lambda: self._timed_write(ok, jobs, lists, states))
-        outgoing = self._outgoing(jobs, stored, letters, result)
+        stored = await self._retry("redis", lambda: self._store_results(ok, jobs, lists, states))
+        outgoing = self._outgoing(jobs, stored, letters)
         acks = await self._retry("kafka", lambda: self._send(outgoing))
-        return result, self._confirm(outgoing, acks, jobs, lists)
+        return self._confirm(outgoing, acks, jobs, lists)
 
     async def _confirm(
         self,
@@ -202,7 +193,7 @@ class Pipeline:
             await asyncio.gather(*(pending.pop() if pending else await self._send(outgoing)))
 
         await self._retry("kafka", acknowledged)
-        self._observe_published(jobs, lists)
+        self._report_published(jobs, lists)
 
     # --- validation -------------------------------------------------------------------------
 
@@ -228,11 +219,15 @@ class Pipeline:
 
     # --- Redis --------------------------------------------------------------------------------
 
-    async def _timed_apply(self, events: Sequence[PlayEvent]) -> list[Applied]:
-        with metrics.REDIS_ROUNDTRIP.labels("apply").time():
-            return await self._store.apply_events(events)
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+        """Await one Redis round trip, reporting its duration (a failed one's too)."""
+        started = time.perf_counter()
+        try:
+            return await call
+        finally:
+            self._sensor.on_redis_roundtrip(operation, time.perf_counter() - started)
 
-    async def _timed_write(
+    async def _store_results(
         self,
         ok: Sequence[tuple[Applied, RawMessage]],
         jobs: Sequence[_ListJob],
@@ -254,8 +249,7 @@ class Pipeline:
         activity = {a.event.user_id: (a.event.session_id, a.event.ts) for a, _ in ok}
         if not states and not to_store and not activity:
             return {}
-        with metrics.REDIS_ROUNDTRIP.labels("write").time():
-            stored = await self._store.write_results(states, to_store, activity)
+        stored = await self._timed("write", self._store.write_results(states, to_store, activity))
         return {item.trigger_event_id: body for item, body in zip(to_store, stored, strict=True)}
 
     # --- ranking ------------------------------------------------------------------------------
@@ -330,20 +324,12 @@ class Pipeline:
         jobs: Sequence[_ListJob],
         stored: Mapping[str, str],
         letters: Sequence[tuple[RawMessage, Rejection]],
-        result: BatchResult,
     ) -> list[tuple[str, bytes | None, bytes]]:
         s = self._settings
         out: list[tuple[str, bytes | None, bytes]] = []
         for job in jobs:
-            ev = job.applied.event
-            if job.stored_json is not None:
-                body = job.stored_json
-                result.republished += 1
-            else:
-                body = stored[job.event_id]
-                result.recomputed += job.applied.duplicate
-            out.append((s.topic_recommendations, ev.user_id.encode(), body.encode()))
-        result.published = len(jobs)
+            body = stored[job.event_id] if job.stored_json is None else job.stored_json
+            out.append((s.topic_recommendations, job.applied.event.user_id.encode(), body.encode()))
         failed_at = int(self._clock() * 1000)
         for msg, rejection in letters:
             letter = dead_letter_for(
@@ -356,9 +342,7 @@ class Pipeline:
                 failed_at=failed_at,
             )
             out.append((s.topic_dead_letters, msg.key, letter.model_dump_json().encode()))
-            cls = rejection.error_class
-            result.dead_letters[cls] = result.dead_letters.get(cls, 0) + 1
-            metrics.DEAD_LETTERS.labels(cls).inc()
+            self._sensor.on_dead_letter(rejection.error_class)
         return out
 
     async def _send(
@@ -367,33 +351,23 @@ class Pipeline:
         """Hand every record to the producer; returns their acknowledgements."""
         return [await self._publisher.send(topic, key, value) for topic, key, value in records]
 
-    def _observe_published(self, jobs: Sequence[_ListJob], lists: Mapping[str, _Ranked]) -> None:
+    def _report_published(self, jobs: Sequence[_ListJob], lists: Mapping[str, _Ranked]) -> None:
         now = self._clock()
         for job in jobs:
             ts = job.source.timestamp_ms
-            if ts is not None:
-                metrics.EVENT_TO_RECOMMENDATION.observe(max(0.0, now - ts / 1000))
+            latency = None if ts is None else max(0.0, now - ts / 1000)
             ranked = None if job.stored_json is not None else lists.get(job.event_id)
             if ranked is None:
-                metrics.RECOMMENDATIONS.labels("stored").inc()
-                continue
-            metrics.RECOMMENDATIONS.labels(_list_source(ranked.recs)).inc()
-            if ranked.variant is not None:
-                metrics.VARIANT_LISTS.labels(ranked.variant).inc()
+                self._sensor.on_list_published(STORED_LIST, None, latency)
+            else:
+                self._sensor.on_list_published(_list_source(ranked.recs), ranked.variant, latency)
 
     # --- bookkeeping --------------------------------------------------------------------------
 
-    def _count_events(self, ok: Sequence[tuple[Applied, RawMessage]], result: BatchResult) -> None:
+    def _report_applied(self, ok: Sequence[tuple[Applied, RawMessage]]) -> None:
         for a, _ in ok:
-            metrics.EVENTS.labels(a.event.event_type).inc()
-            if a.duplicate:
-                result.duplicates += 1
-                metrics.DUPLICATE_EVENTS.inc()
-                continue
-            result.applied += 1
-            variant = self.variant_of(a.event.user_id)
-            if variant is not None and isinstance(a.event, TrackEnd):
-                metrics.VARIANT_OUTCOMES.labels(variant, outcome_of(a.event)).inc()
+            variant = None if a.duplicate else self.variant_of(a.event.user_id)
+            self._sensor.on_event_applied(a.event, a.duplicate, variant)
 
     async def _retry(self, dependency: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op`` until it succeeds, backing off exponentially between failures."""
@@ -402,8 +376,8 @@ class Pipeline:
             try:
                 value = await op()
             except Exception as exc:
-                metrics.RETRIES.labels(dependency).inc()
-                metrics.DEPENDENCY_UP.labels(dependency).set(0)
+                self._sensor.on_retry(dependency)
+                self._sensor.on_dependency_up(dependency, False)
                 self.failing[dependency] = f"{type(exc).__name__}: {exc}"[:200]
                 log.warning(
                     "%s failed (%s: %s); retrying in %.2f s",
@@ -415,7 +389,7 @@ class Pipeline:
                 await self._sleep(delay)
                 delay = min(delay * 2, self._settings.retry_max_seconds)
                 continue
-            metrics.DEPENDENCY_UP.labels(dependency).set(1)
+            self._sensor.on_dependency_up(dependency, True)
             self.failing.pop(dependency, None)
             return value
 

@@ -73,7 +73,17 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("features: context, candidates, rows, top-k", ("models/recommender.py", "features/")),
     ("Kafka: publishing lists", ("Pipeline._publish", "aiokafka/producer/", "FaustPublisher")),
     ("event validation (pydantic)", ("nowplaying/events.py", "pydantic")),
-    ("rest of the pipeline", ("streams/pipeline.py", "streams/worker.py")),
+    (
+        "rest of the pipeline",
+        (
+            "streams/pipeline.py",
+            "streams/batch_loop.py",
+            "streams/offsets.py",
+            "streams/instrumentation.py",
+            "streams/runtime.py",
+            "streams/worker.py",
+        ),
+    ),
     (
         "Faust/aiokafka: consuming, acks, agent",
         (

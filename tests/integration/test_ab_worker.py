@@ -8,7 +8,6 @@ both variants must serve listeners, and the pipeline's invariant must hold.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections import Counter
@@ -29,6 +28,7 @@ from tests.support.pipeline import (
     distinct_triggers,
     produce,
 )
+from tests.support.readiness import readiness_document
 from tests.support.tiny_models import shared_two_versions
 
 
@@ -85,7 +85,8 @@ def test_each_listener_gets_lists_from_its_variant_model(
     print(f"\nA/B: listeners {dict(listeners)}, lists {dict(served)}; {report}")
     assert set(served) == {"control", "treatment"}
     assert lists_by_variant == {name: float(served[name]) for name in versions}
-    assert status == 200 and json.loads(body)["variants"] == versions
+    ready = readiness_document(status, body)
+    assert ready.ready and ready.variants == versions and ready.model_version == first
 
 
 def test_a_variant_naming_a_missing_version_stops_the_worker_at_start(

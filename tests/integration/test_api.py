@@ -33,6 +33,7 @@ from tests.support.api_server import (
     store_like_the_worker,
 )
 from tests.support.pipeline import WorkerProcess, produce, real_session_events
+from tests.support.readiness import readiness_document
 from tests.support.services import RedisServer
 
 
@@ -129,17 +130,19 @@ def test_readyz_is_ready_with_redis_and_a_model(settings_factory: SettingsFactor
     with TestClient(create_app(settings)) as api:
         response = api.get("/readyz")
     assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["ready"] is True
+    ready = readiness_document(response.status_code, response.json())
+    assert ready.ready and ready.failing == [] and ready.variants is None
     latest = (registry / "latest").read_text().strip()
-    assert latest.startswith(body["model_version"]) or body["model_version"] in latest
-    assert body["dependencies"]["redis"]["ok"] and body["dependencies"]["model"]["ok"]
+    assert ready.model_version is not None
+    assert latest.startswith(ready.model_version) or ready.model_version in latest
+    assert set(ready.dependencies) == {"redis", "model"}
 
 
 def test_readyz_names_the_model_when_the_registry_is_empty(api: TestClient) -> None:
-    error = error_of(api.get("/readyz"), 503, "dependency_unavailable")
-    assert error["details"]["failing"] == ["model"]  # Redis is up
-    assert "model" in error["message"]
+    response = api.get("/readyz")
+    ready = readiness_document(response.status_code, response.json())
+    assert not ready.ready and ready.failing == ["model"]  # Redis is up
+    assert "nowplaying train" in ready.dependencies["model"].detail
 
 
 # --- the live stream ------------------------------------------------------------------------
@@ -212,8 +215,8 @@ def test_redis_outage_is_503_and_the_api_recovers(
         server.stop(save=True)
         error = error_of(http.get("/v1/users/u-r/recommendations"), 503, "dependency_unavailable")
         assert error["details"]["dependency"] == "redis"
-        ready = error_of(http.get("/readyz"), 503, "dependency_unavailable")
-        assert "redis" in ready["details"]["failing"]
+        response = http.get("/readyz")
+        assert "redis" in readiness_document(response.status_code, response.json()).failing
         assert http.get("/healthz").status_code == 200
         server.start()
         deadline = time.monotonic() + 15

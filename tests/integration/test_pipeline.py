@@ -38,6 +38,7 @@ from tests.support.pipeline import (
     real_session_events,
     worker_env,
 )
+from tests.support.readiness import readiness_document
 from tests.support.services import RedisServer
 
 PlayEvent = TrackStart | TrackEnd
@@ -320,12 +321,15 @@ def test_worker_serves_the_model_from_nowplaying_train_and_reports_readiness(
     version = (model_dir / LATEST).read_text().strip()
     sessions = real_session_events(settings, 20, skip=900)
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
-        status, body = worker.get("/readyz")
-        assert status == 200 and json.loads(body)["model_version"] == version
+        ready = readiness_document(*worker.get("/readyz"))
+        assert ready.ready and ready.model_version == version and ready.variants is None
+        assert set(ready.dependencies) == {"redis", "kafka", "model"}
+        assert ready.dependencies["model"].detail == f"version {version}"
         assert f'version="{version}"' in worker.metrics()
         redis.stop(save=True)
-        status, body = worker.get("/readyz")
-        assert status == 503 and "redis" in json.loads(body)["failing"]
+        ready = readiness_document(*worker.get("/readyz"))
+        assert ready.failing == ["redis"] and ready.model_version == version
+        assert ready.dependencies["redis"].detail.startswith("PING failed")
         sent, _ = produce(settings, interleave(sessions, 10, seed=6))
         retries_seen = wait_until(
             lambda: worker.metric_value("nowplaying_retries_total", 'dependency="redis"') > 0

@@ -20,6 +20,7 @@ from features.session import SessionEvent
 from nowplaying.settings import Settings
 from serving.app import create_app, route_label
 from serving.queries import Play, now_playing_of, plays_of
+from tests.support.readiness import readiness_document
 from tests.support.settings import isolated_settings
 
 
@@ -157,11 +158,11 @@ def test_healthz_is_up_while_dependencies_are_down(client: TestClient) -> None:
 def test_readyz_names_every_failing_dependency(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 503
-    error = _assert_error(response.json(), "dependency_unavailable")
-    assert sorted(error["details"]["failing"]) == ["model", "redis"]
-    deps = error["details"]["dependencies"]
-    assert "nowplaying train" in deps["model"]["detail"]  # says what to run
-    assert not deps["redis"]["ok"]
+    ready = readiness_document(response.status_code, response.json())
+    assert not ready.ready and ready.model_version is None
+    assert sorted(ready.failing) == ["model", "redis"]
+    assert "nowplaying train" in ready.dependencies["model"].detail  # says what to run
+    assert ready.dependencies["redis"].detail.startswith("PING failed")
 
 
 # --- metrics, docs, page --------------------------------------------------------------------

@@ -21,6 +21,7 @@ from models.experiments import (
 )
 from nowplaying import metrics
 from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
+from streams.instrumentation import NullSensor, PrometheusSensor
 from streams.pipeline import Pipeline
 from tests.support.batches import NOW_S, end, pipeline_settings, raw, start
 from tests.support.fakes import FakePublisher, FakeRanker, MemoryStore
@@ -179,6 +180,7 @@ def test_each_listener_is_ranked_by_the_model_of_its_variant() -> None:
         store,
         rankers["control"],
         publisher,
+        sensor=PrometheusSensor(),
         variants=rankers,
         assigner=experiment,
         clock=lambda: NOW_S,
@@ -224,6 +226,7 @@ def test_without_an_experiment_lists_carry_no_variant() -> None:
         MemoryStore(),
         ranker("single"),
         publisher,
+        sensor=NullSensor(),
         clock=lambda: NOW_S,
     )
     asyncio.run(pipeline.process_batch(raw([start(0, "t1")])))
@@ -239,5 +242,6 @@ def test_variants_without_an_assigner_are_refused() -> None:
             MemoryStore(),
             ranker("x"),
             FakePublisher(),
+            sensor=NullSensor(),
             variants={"a": ranker("x")},
         )

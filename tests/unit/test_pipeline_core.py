@@ -1,7 +1,9 @@
 """The pipeline core with in-memory stand-ins for Redis, the ranker and Kafka.
 
 The store stand-in (:class:`tests.support.fakes.MemoryStore`) passes the same contract suite as
-the Redis back-ends (``tests/contract/test_feature_store_contract.py``).
+the Redis back-ends (``tests/contract/test_feature_store_contract.py``). What the pipeline
+reports is checked at its sensor seam (the hook calls); ``tests/unit/test_instrumentation.py``
+checks what the metrics make of them.
 """
 
 from __future__ import annotations
@@ -9,21 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
 
 from features.session import SessionEvent, fold_events, state_summary, to_session_event
-from nowplaying import metrics
 from nowplaying.events import (
     DeadLetter,
     RecommendationMessage,
     TrackEnd,
     TrackStart,
 )
+from streams.instrumentation import STORED_LIST, CountingSensor, Counts, Sensors
 from streams.pipeline import Pipeline, RawMessage
 from tests.support.batches import NOW_S, TOPIC, end, pipeline_settings, raw, start
-from tests.support.fakes import FakePublisher, FakeRanker, MemoryStore
+from tests.support.fakes import FakePublisher, FakeRanker, MemoryStore, RecordingSensor
 
 
 class Harness:
@@ -34,6 +35,8 @@ class Harness:
         self.publisher = publisher or FakePublisher()
         self.sleeps: list[float] = []
         self.failing_while_waiting: list[dict[str, str]] = []
+        self.counting = CountingSensor()
+        self.sensor = RecordingSensor()
 
         async def sleep(seconds: float) -> None:
             self.sleeps.append(seconds)
@@ -44,12 +47,16 @@ class Harness:
             self.store,
             self.ranker,
             self.publisher,
+            sensor=Sensors(self.counting, self.sensor),
             clock=lambda: NOW_S,
             sleep=sleep,
         )
 
-    def run(self, messages: Sequence[RawMessage]) -> Any:
-        return asyncio.run(self.pipeline.process_batch(messages))
+    def run(self, messages: Sequence[RawMessage]) -> Counts:
+        """Process one batch; returns what the counting sensor heard of it."""
+        before = self.counting.counts.copy()
+        asyncio.run(self.pipeline.process_batch(messages))
+        return self.counting.counts.since(before)
 
     def lists(self) -> list[RecommendationMessage]:
         recs = self.publisher.on(self.settings.topic_recommendations)
@@ -93,6 +100,16 @@ def test_every_track_start_gets_a_list_ranked_on_the_state_right_after_it() -> N
     # the stored state is the offline fold of the same events
     expected = state_summary(fold_events(to_session_event(e) for e in SESSION))
     assert h.features("s1") == expected
+    # each fact reported once, in order: the batch, the events, the lists once Kafka acked
+    assert h.sensor.of("batch") == [(5,)]
+    assert h.sensor.of("event_applied") == [(e.event_id, False, None) for e in SESSION]
+    latency = NOW_S - 1_795_800_000  # from the records' Kafka timestamp
+    assert h.sensor.of("list_published") == [("model", None, latency)] * 3
+    assert [op for op, _ in h.sensor.of("redis_roundtrip")] == ["apply", "write"]
+    # apply, write, send, acknowledgements: each succeeded at once
+    up = [("redis", True), ("redis", True), ("kafka", True), ("kafka", True)]
+    assert h.sensor.of("dependency_up") == up
+    assert h.sensor.of("dead_letter") == [] and h.sensor.of("retry") == []
 
 
 def test_invalid_messages_are_dead_lettered_with_a_reason_and_the_rest_processed() -> None:
@@ -120,6 +137,7 @@ def test_invalid_messages_are_dead_lettered_with_a_reason_and_the_rest_processed
     assert letters[0].payload_text == "{not json"
     assert [m.trigger_event_id for m in h.lists()] == ["s1-0-s", "s1-1-s"]
     assert result.applied == 2 and sum(result.dead_letters.values()) == 5
+    assert [reason for (reason,) in h.sensor.of("dead_letter")] == [d.error_class for d in letters]
 
 
 def test_a_redelivered_batch_republishes_the_stored_lists_byte_for_byte() -> None:
@@ -131,6 +149,8 @@ def test_a_redelivered_batch_republishes_the_stored_lists_byte_for_byte() -> Non
     second = h.publisher.on(h.settings.topic_recommendations)[len(first) :]
     assert second == first
     assert result.duplicates == 5 and result.applied == 0 and result.republished == 3
+    assert h.sensor.of("event_applied")[5:] == [(e.event_id, True, None) for e in SESSION]
+    assert [source for source, _, _ in h.sensor.of("list_published")[3:]] == [STORED_LIST] * 3
     assert len(h.ranker.calls) == 1  # nothing re-ranked
     assert h.features("s1") == state_before
     assert len(h.log("s1")) == 5
@@ -161,20 +181,24 @@ def test_a_start_applied_but_never_listed_is_ranked_on_its_own_prefix() -> None:
 def test_redis_failures_are_retried_with_exponential_backoff() -> None:
     h = Harness()
     h.store.apply_failures = 3
-    before = metrics.RETRIES.labels("redis")._value.get()
     result = h.run(raw(SESSION))
     assert h.sleeps == [0.1, 0.2, 0.3]
     assert h.failing_while_waiting == [{"redis": "ConnectionError: redis down"}] * 3
     assert h.pipeline.failing == {}  # recovered
     assert h.store.apply_calls == 4
     assert result.applied == 5 and len(h.lists()) == 3
-    assert metrics.RETRIES.labels("redis")._value.get() == before + 3
+    assert h.sensor.of("retry") == [("redis",)] * 3
+    assert h.sensor.of("dependency_up")[:4] == [("redis", False)] * 3 + [("redis", True)]
+    # the failed round trips are timed too
+    assert [op for op, _ in h.sensor.of("redis_roundtrip")] == ["apply"] * 4 + ["write"]
 
 
 def test_publishing_is_retried_until_every_record_is_acknowledged() -> None:
     h = Harness(publisher=FakePublisher(fail_times=2))
-    h.run(raw(SESSION))
+    result = h.run(raw(SESSION))
     assert len(h.sleeps) == 1  # the first send of the batch failed; the batch was re-sent
+    assert h.sensor.of("retry") == [("kafka",)]
+    assert result.published == 3  # each list reported once, after its acknowledgement
     triggers = [m.trigger_event_id for m in h.lists()]
     assert triggers[-3:] == ["s1-0-s", "s1-1-s", "s1-2-s"]
 
@@ -188,11 +212,12 @@ def test_a_session_the_ranker_fails_on_is_dead_lettered_and_the_others_listed() 
     h.run(raw([*SESSION[:3], *other]))
     assert [m.trigger_event_id for m in h.lists()] == ["s1-0-s", "s1-1-s", "s2-0-s"]
     assert [(d.error_class, d.source_offset) for d in h.letters()] == [("ranking_failed", 4)]
+    assert h.sensor.of("dead_letter") == [("ranking_failed",)]
 
 
 @pytest.mark.parametrize("size", [1, 37])
-def test_batch_size_is_observed(size: int) -> None:
+def test_batch_size_is_reported(size: int) -> None:
     h = Harness()
-    before = metrics.BATCH_EVENTS._sum.get()
-    h.run(raw([start(i, f"t{i}") for i in range(size)]))
-    assert metrics.BATCH_EVENTS._sum.get() == before + size
+    result = h.run(raw([start(i, f"t{i}") for i in range(size)]))
+    assert h.sensor.of("batch") == [(size,)]
+    assert result.messages == size and result.published == size

@@ -1,4 +1,4 @@
-"""The worker's offset hold, on Faust's own message objects.
+"""The worker's batch loop and its offset hold, on Faust's own message objects.
 
 Faust's stream acks an event as soon as the agent asks for the next one. The agent holds one
 extra reference per message and the processing loop releases it only after the pipeline
@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from faust.types import ConsumerT
 from faust.types.tuples import ConsumerMessage
 
-from streams.pipeline import BatchResult, RawMessage
-from streams.worker import WorkerRuntime
+from streams.batch_loop import MAX_BATCHES_AWAITING_ACKS, BatchLoop
+from streams.instrumentation import CountingSensor
+from streams.offsets import HeldOffsets
+from streams.pipeline import RawMessage
+from streams.web import kafka_status
 from tests.support.settings import isolated_settings
 
 
@@ -39,9 +43,7 @@ class Pipeline:
         self.acked_when_called: list[int] | None = None
         self.seen: list[RawMessage] = []
 
-    async def start_batch(
-        self, messages: Sequence[RawMessage]
-    ) -> tuple[BatchResult, Awaitable[None]]:
+    async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
         self.seen = list(messages)
 
         async def acknowledged() -> None:
@@ -49,7 +51,7 @@ class Pipeline:
                 await self.gate.wait()  # Kafka has not acknowledged yet
             self.acked_when_called = list(self.consumer.acked)
 
-        return BatchResult(messages=len(messages), applied=len(messages)), acknowledged()
+        return acknowledged()
 
 
 def delivered(offsets: Sequence[int]) -> list[Any]:
@@ -70,10 +72,17 @@ def stream_ack(events: Sequence[Any], consumer: Consumer) -> None:
         event.message.ack(consumer)
 
 
-def runtime(pipeline: Pipeline) -> WorkerRuntime:
-    rt = WorkerRuntime(isolated_settings(), redis=None, recommender=None)  # type: ignore[arg-type]
-    rt.pipeline = pipeline  # type: ignore[assignment]
-    return rt
+class Worker:
+    """The batch loop over ``pipeline`` with its held offsets."""
+
+    def __init__(self, pipeline: Pipeline, **settings: Any) -> None:
+        self.offsets = HeldOffsets()
+        self.loop = BatchLoop(
+            isolated_settings(**settings), pipeline, self.offsets, CountingSensor()
+        )
+
+    async def consume(self, events: AsyncIterator[Any], consumer: Consumer) -> None:
+        await self.loop.consume(events, cast(ConsumerT, consumer))
 
 
 async def as_stream(events: Sequence[Any], consumer: Consumer) -> AsyncIterator[Any]:
@@ -86,7 +95,7 @@ async def as_stream(events: Sequence[Any], consumer: Consumer) -> AsyncIterator[
 def test_offsets_are_released_only_after_the_batch_is_done() -> None:
     consumer = Consumer()
     pipeline = Pipeline(consumer)
-    rt = runtime(pipeline)
+    rt = Worker(pipeline)
     events = delivered([5, 6, 7])
 
     asyncio.run(rt.consume(as_stream(events, consumer), consumer))
@@ -94,14 +103,16 @@ def test_offsets_are_released_only_after_the_batch_is_done() -> None:
     assert consumer.acked == [5, 6, 7]  # released by the processing loop, once
     assert [m.offset for m in pipeline.seen] == [5, 6, 7]
     assert pipeline.seen[0].timestamp_ms == 1_795_800_000_500
-    assert rt.positions[("play-events", 1)] == 8
+    assert rt.offsets.position("play-events", 1) == 8
+    assert rt.offsets.position("play-events", 0) is None
+    assert rt.offsets.held == 0
     assert all(e.message.refcount == 0 for e in events)
 
 
 def test_a_batch_cancelled_mid_way_is_never_acked() -> None:
     consumer = Consumer()
     pipeline = Pipeline(consumer, gate=asyncio.Event())
-    rt = runtime(pipeline)
+    rt = Worker(pipeline)
     events = delivered([10, 11])
 
     async def cancel_mid_batch() -> None:
@@ -116,18 +127,17 @@ def test_a_batch_cancelled_mid_way_is_never_acked() -> None:
     # The stream acked both events when the agent moved on; the hold keeps them uncommitted.
     assert consumer.acked == []
     assert all(not e.message.acked and e.message.refcount == 1 for e in events)
+    assert rt.offsets.held == 2 and rt.offsets.position("play-events", 1) is None
 
 
 def test_a_crash_in_the_processing_loop_reaches_the_agent() -> None:
     consumer = Consumer()
 
     class Broken(Pipeline):
-        async def start_batch(
-            self, messages: Sequence[RawMessage]
-        ) -> tuple[BatchResult, Awaitable[None]]:
+        async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
             raise RuntimeError("bug")
 
-    rt = runtime(Broken(consumer))
+    rt = Worker(Broken(consumer))
 
     async def slow_stream() -> AsyncIterator[Any]:
         for event in delivered([1, 2, 3]):
@@ -145,9 +155,7 @@ def test_the_next_batch_runs_while_the_last_awaits_its_acknowledgements() -> Non
     started: list[list[int]] = []
 
     class SlowAcks(Pipeline):
-        async def start_batch(
-            self, messages: Sequence[RawMessage]
-        ) -> tuple[BatchResult, Awaitable[None]]:
+        async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
             started.append([m.offset for m in messages])
             gate = first_acked if len(started) == 1 else None
 
@@ -155,9 +163,9 @@ def test_the_next_batch_runs_while_the_last_awaits_its_acknowledgements() -> Non
                 if gate is not None:
                     await gate.wait()
 
-            return BatchResult(messages=len(messages)), acknowledged()
+            return acknowledged()
 
-    rt = runtime(SlowAcks(consumer))
+    rt = Worker(SlowAcks(consumer))
 
     async def scenario() -> list[int]:
         async def stream() -> AsyncIterator[Any]:
@@ -178,22 +186,20 @@ def test_the_next_batch_runs_while_the_last_awaits_its_acknowledgements() -> Non
     assert started == [[1], [2], [3]]  # batches 2 and 3 ran while batch 1 awaited Kafka
     assert acked_before == [2, 3]  # ... and only theirs were released
     assert sorted(consumer.acked) == [1, 2, 3]
-    assert rt.positions[("play-events", 1)] == 4
+    assert rt.offsets.position("play-events", 1) == 4
 
 
 def test_a_failure_while_awaiting_acknowledgements_reaches_the_agent() -> None:
     consumer = Consumer()
 
     class BrokenAcks(Pipeline):
-        async def start_batch(
-            self, messages: Sequence[RawMessage]
-        ) -> tuple[BatchResult, Awaitable[None]]:
+        async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
             async def acknowledged() -> None:
                 raise RuntimeError("bug in the acknowledgement wait")
 
-            return BatchResult(messages=len(messages)), acknowledged()
+            return acknowledged()
 
-    rt = runtime(BrokenAcks(consumer))
+    rt = Worker(BrokenAcks(consumer))
 
     async def slow_stream() -> AsyncIterator[Any]:
         for event in delivered([1, 2, 3]):
@@ -203,3 +209,78 @@ def test_a_failure_while_awaiting_acknowledgements_reaches_the_agent() -> None:
     with pytest.raises(RuntimeError, match="acknowledgement wait"):
         asyncio.run(rt.consume(slow_stream(), consumer))
     assert consumer.acked == []
+
+
+def test_at_most_four_batches_await_their_acknowledgements() -> None:
+    consumer = Consumer()
+    offsets = range(1, 7)
+    acks = {offset: asyncio.Event() for offset in offsets}  # Kafka's, per one-event batch
+    started: list[int] = []
+
+    class GatedAcks(Pipeline):
+        async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
+            (offset,) = (m.offset for m in messages)
+            started.append(offset)
+
+            async def acknowledged() -> None:
+                await acks[offset].wait()
+
+            return acknowledged()
+
+    rt = Worker(GatedAcks(consumer), batch_max_events=1)
+
+    async def settle() -> None:
+        for _ in range(100):  # let every ready task run (no clock involved)
+            await asyncio.sleep(0)
+
+    async def scenario() -> tuple[list[int], list[int], list[int]]:
+        task = asyncio.ensure_future(rt.consume(as_stream(delivered(offsets), consumer), consumer))
+        await settle()
+        blocked = list(started)
+        acks[2].set()  # the second batch is acknowledged: one slot frees
+        await settle()
+        after_one = list(started)
+        released = list(consumer.acked)
+        for ack in acks.values():
+            ack.set()
+        await asyncio.wait_for(task, 2)
+        return blocked, after_one, released
+
+    blocked, after_one, released = asyncio.run(scenario())
+    assert MAX_BATCHES_AWAITING_ACKS == 4
+    assert blocked == [1, 2, 3, 4]  # the fifth waits for a slot
+    assert after_one == [1, 2, 3, 4, 5]
+    assert released == [2]  # only the acknowledged batch's offset
+    assert started == [1, 2, 3, 4, 5, 6]
+    assert sorted(consumer.acked) == [1, 2, 3, 4, 5, 6] and rt.offsets.held == 0
+
+
+# --- the worker's readiness ---------------------------------------------------------------------
+
+
+class Assigned:
+    """A consumer holding ``partitions`` (None: not started, its assignment raises)."""
+
+    def __init__(self, partitions: int | None) -> None:
+        self.partitions = partitions
+
+    def assignment(self) -> set[int]:
+        if self.partitions is None:
+            raise RuntimeError("not started")
+        return set(range(self.partitions))
+
+
+def test_kafka_is_not_ready_while_producing_fails_and_says_what_the_consumer_holds() -> None:
+    def status(partitions: int | None, failing: dict[str, str]) -> tuple[bool, str]:
+        kafka = kafka_status(cast(ConsumerT, Assigned(partitions)), failing)
+        return kafka.ok, kafka.detail
+
+    assert status(3, {}) == (True, "the consumer holds 3 partitions")
+    assert status(0, {"redis": "down"}) == (True, "the consumer holds 0 partitions")
+    ok, detail = status(1, {"kafka": "KafkaTimeoutError: no broker"})
+    assert not ok
+    assert (
+        detail
+        == "the last produce failed: KafkaTimeoutError: no broker; the consumer holds 1 partition"
+    )
+    assert status(None, {}) == (True, "no consumer assignment (RuntimeError)")

@@ -1,0 +1,145 @@
+"""The worker's batch loop: events in from the agent, batches through the pipeline, offsets out.
+
+The agent puts every event of the stream into a :class:`streams.batching.Batcher`, holding its
+offset (:class:`streams.offsets.HeldOffsets`); a processing loop, started by the agent, takes
+micro-batches from it (everything that arrived while the last batch was processed, at most
+``settings.batch_max_events``) and starts each in the pipeline. A started batch's Redis effects
+are durable; its Kafka acknowledgements are awaited in a task of its own while the next batch is
+processed, at most :data:`MAX_BATCHES_AWAITING_ACKS` at a time, and only then are its offsets
+released. No timer: an idle worker takes an event the moment it arrives, a busy one takes
+bigger batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable, Awaitable, Sequence
+from typing import Protocol
+
+from faust.types import ConsumerT, EventT
+from faust.types.tuples import Message
+
+from nowplaying.settings import Settings
+from streams.batching import Batcher
+from streams.instrumentation import CountingSensor
+from streams.offsets import HeldOffsets
+from streams.pipeline import RawMessage
+
+log = logging.getLogger(__name__)
+
+#: Batches whose Kafka acknowledgements may be awaited while the next batch is processed.
+MAX_BATCHES_AWAITING_ACKS = 4
+
+
+class BatchStarter(Protocol):
+    """What the loop needs of :class:`streams.pipeline.Pipeline`."""
+
+    async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]: ...
+
+
+class BatchLoop:
+    """Runs the agent's stream through the pipeline, one batch at a time; ``counts`` (a sensor
+    the pipeline reports to) gives each batch's log line."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: BatchStarter,
+        offsets: HeldOffsets,
+        counts: CountingSensor,
+    ) -> None:
+        self._settings = settings
+        self._pipeline = pipeline
+        self._offsets = offsets
+        self._counts = counts
+
+    async def consume(self, events: AsyncIterable[EventT[bytes]], consumer: ConsumerT) -> None:
+        """The agent's body: hold and buffer every event of the stream; a processing loop
+        (started here, stopped with the agent) takes the batches."""
+        s = self._settings
+        batcher: Batcher[EventT[bytes]] = Batcher(
+            s.batch_max_events,
+            linger_seconds=s.batch_within_seconds,
+            linger_after=s.batch_linger_after_events,
+        )
+        processor = asyncio.ensure_future(self._process_batches(batcher, consumer))
+        try:
+            async for event in events:
+                self._offsets.hold(event.message)
+                await batcher.put(event)
+                if processor.done():  # it never returns; an exception is a bug: surface it
+                    processor.result()
+            await batcher.drained()
+        finally:
+            processor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await processor
+
+    async def _process_batches(self, batcher: Batcher[EventT[bytes]], consumer: ConsumerT) -> None:
+        """Take and start batches; each batch's Kafka acknowledgements are awaited (and its
+        offsets released) in a task of its own while the next batch is processed, at most
+        ``MAX_BATCHES_AWAITING_ACKS`` at a time."""
+        awaiting: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                messages = [event.message for event in await batcher.take()]
+                try:
+                    delivered = await self._start(messages)
+                except BaseException:
+                    batcher.done()
+                    raise
+                awaiting.add(
+                    asyncio.ensure_future(self._release(messages, delivered, consumer, batcher))
+                )
+                for done in [t for t in awaiting if t.done()]:
+                    awaiting.discard(done)
+                    done.result()  # never fails (the pipeline retries): if one did, surface it
+                if len(awaiting) >= MAX_BATCHES_AWAITING_ACKS:
+                    await asyncio.wait(awaiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in awaiting:  # cancelled: those messages stay held and are redelivered
+                task.cancel()
+
+    async def _start(self, messages: Sequence[Message]) -> Awaitable[None]:
+        """Start one batch (see :meth:`Pipeline.start_batch`); log what it did when it
+        dead-lettered or deduplicated anything."""
+        before = self._counts.counts.copy()
+        delivered = await self._pipeline.start_batch([raw_message(m) for m in messages])
+        done = self._counts.counts.since(before)
+        if done.dead_letters or done.duplicates:
+            log.info(
+                "batch of %d: %d applied, %d duplicates, dead letters %s",
+                len(messages),
+                done.applied,
+                done.duplicates,
+                dict(done.dead_letters),
+            )
+        return delivered
+
+    async def _release(
+        self,
+        messages: Sequence[Message],
+        delivered: Awaitable[None],
+        consumer: ConsumerT,
+        batcher: Batcher[EventT[bytes]],
+    ) -> None:
+        try:
+            await delivered
+            self._offsets.release(messages, consumer)
+        finally:
+            batcher.done()
+
+
+def raw_message(message: Message) -> RawMessage:
+    """The consumed record as the pipeline takes it (the Kafka timestamp in milliseconds)."""
+    ts = message.timestamp
+    return RawMessage(
+        value=message.value,
+        key=message.key,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=None if ts is None else int(ts * 1000),
+    )

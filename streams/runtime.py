@@ -1,0 +1,70 @@
+"""The worker's runtime: its clients, the pipeline and the batch loop, built in one step.
+
+:func:`start_runtime` is the worker's start-up hook: it creates the Redis client and the feature
+store, the sensors, the pipeline (publishing through the Faust app's producer) and the batch
+loop, and returns them as one fully initialised :class:`WorkerRuntime` that the app's agent,
+views and timer share. The app's shutdown hook closes the Redis client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from features.session_cache import SessionCache
+from features.store import feature_store_for
+from nowplaying.clients import AsyncRedisClient, async_redis_client
+from nowplaying.settings import Settings
+from streams.batch_loop import BatchLoop
+from streams.instrumentation import CountingSensor, PipelineSensor, PrometheusSensor, Sensors
+from streams.loading import LoadedModels
+from streams.offsets import HeldOffsets
+from streams.pipeline import Pipeline
+
+
+class FaustPublisher:
+    """Publishes through the app's own Kafka producer (acks=all); returns the delivery future."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        fut: Awaitable[Any] = await self._app.producer.send(topic, key, value, None, None, None)
+        return fut
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRuntime:
+    """Everything the running worker uses, created once by :func:`start_runtime`."""
+
+    settings: Settings
+    models: LoadedModels
+    redis: AsyncRedisClient
+    pipeline: Pipeline
+    offsets: HeldOffsets
+    batches: BatchLoop
+    sensor: PipelineSensor
+
+
+def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> WorkerRuntime:
+    """The clients, the pipeline and the batch loop of one worker process."""
+    redis = async_redis_client(settings)
+    store = feature_store_for(settings, redis, SessionCache(settings.session_cache_sessions))
+    counts = CountingSensor()
+    sensor = Sensors(PrometheusSensor(), counts)
+    ab = models.ab_test
+    pipeline = Pipeline(
+        settings,
+        store,
+        models.recommender,
+        FaustPublisher(app),
+        sensor=sensor,
+        variants=None if ab is None else ab.recommenders,
+        assigner=None if ab is None else ab.experiment,
+    )
+    offsets = HeldOffsets()
+    batches = BatchLoop(settings, pipeline, offsets, counts)
+    return WorkerRuntime(settings, models, redis, pipeline, offsets, batches, sensor)
