@@ -103,8 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the stream worker (Faust)")
     p.set_defaults(runner="streams.worker:run")
 
-    p = sub.add_parser("api", help="run the HTTP API and the live Now Playing page")
+    p = sub.add_parser(
+        "api",
+        help="run the HTTP API and the live Now Playing page ('api token create': mint a token)",
+        description="Without a sub-command: serve the HTTP API and the live page.",
+    )
     p.set_defaults(runner="serving.main:run")
+    api_actions = p.add_subparsers(dest="api_action", metavar="ACTION")
+    token = api_actions.add_parser("token", help="API bearer tokens")
+    token_actions = token.add_subparsers(dest="token_action", metavar="ACTION", required=True)
+    create = token_actions.add_parser(
+        "create",
+        help="mint a token: print it once, and the NP_API_TOKENS entry (its hash) to configure",
+    )
+    create.add_argument("--name", required=True, help="who holds it (unique; shown in errors)")
+    create.add_argument(
+        "--scopes", default="read", help="comma-separated: read, steer (default: read)"
+    )
+    create.add_argument(
+        "--json", action="store_true", help="print {name, token, entry} as one JSON line"
+    )
+    create.set_defaults(runner="serving.tokens:create_command")
 
     p = sub.add_parser("replay", help="produce a data set's sessions as play events")
     _add_data_args(p)

@@ -152,6 +152,41 @@ class Settings(BaseSettings):
     api_live_poll_seconds: float = Field(
         0.4, gt=0, le=10, description="How often each live-page stream polls Redis for changes."
     )
+    api_auth: Literal["on", "off"] = Field(
+        "on",
+        description="on: every data route needs a bearer token from NP_API_TOKENS. off: the API "
+        "is open to anyone who reaches it (logged as a warning; refused on a non-loopback "
+        "NP_API_HOST unless NP_API_AUTH_OFF_ALLOW_PUBLIC=true).",
+    )
+    api_auth_off_allow_public: bool = Field(
+        False,
+        description="With NP_API_AUTH=off, allow binding a non-loopback interface anyway.",
+    )
+    api_tokens: SecretStr | None = Field(
+        None,
+        description="Accepted bearer tokens as SHA-256 hashes, never the tokens: comma-separated "
+        "'name:scopes:sha256hex' entries, scopes 'read', 'steer' or 'read+steer'. "
+        "`nowplaying api token create` mints a token and prints its entry.",
+    )
+    api_auth_probes: Literal["open", "read"] = Field(
+        "open",
+        description="/readyz and /metrics: open (Prometheus and orchestrators scrape them "
+        "without a token) or read (they need a read token). /healthz is always open.",
+    )
+    api_stream_token_key: SecretStr | None = Field(
+        None,
+        description="HMAC key (16+ characters) signing the live page's stream tokens; unset: "
+        "random per process, so with several API replicas set the same key on each.",
+    )
+    api_stream_token_seconds: int = Field(
+        60, ge=5, le=3600, description="Lifetime of a live-page stream token."
+    )
+    api_steer_rate_per_second: float = Field(
+        5.0, gt=0, description="Steering requests per second allowed per token (token bucket)."
+    )
+    api_steer_burst: int = Field(
+        20, ge=1, description="Steering requests a token may make at once before the rate applies."
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every process."

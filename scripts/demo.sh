@@ -6,10 +6,13 @@
 #      (real data when ${NP_DATA_DIR:-../shared/data} has it, SYNTHETIC data otherwise;
 #      NP_DEMO_TRAIN_ARGS overrides the size, default "--sessions 1200 --trees 40", 800
 #      sessions for synthetic data),
-#   3. starts the stream worker and the API (logs under var/log/, or NP_DEMO_LOG_DIR),
+#   3. mints an API token for this run (read scope; only its hash goes to the API), starts the
+#      stream worker and the API (logs under var/log/, or NP_DEMO_LOG_DIR); with NP_API_AUTH=off
+#      the API runs open instead (loopback only),
 #   4. replays listening sessions at a modest rate (NP_DEMO_RATE events/s, default 60; the first
 #      NP_DEMO_SESSIONS sessions, default 3000: about half an hour),
-#   5. prints the live page's URL and a terminal summary every few seconds.
+#   5. prints the live page's URL (with the token in its #token= fragment, which the browser
+#      never sends to the server) and a terminal summary every few seconds.
 #
 # Ctrl-C (or SIGTERM) stops everything this script started, services included when it started
 # them, and leaves no process behind. The run's Redis keys (prefix demo-<time>) are deleted then
@@ -152,7 +155,19 @@ else
     "$np" train "${data_args[@]}" "${train_args[@]}" --no-progress
 fi
 
-# --- 3 and 4. worker, API and the replay, started together ---------------------------------
+# --- 3 and 4. a token, then the worker, API and the replay, started together ----------------
+# The API gets the token's hash only (added to any NP_API_TOKENS already set); the token itself
+# goes to the summary (NP_DEMO_API_TOKEN) and into the page's URL below.
+api_token=""
+if [[ "${NP_API_AUTH:-on}" == "off" ]]; then
+    say "API: NP_API_AUTH=off, serving it OPEN on $api_host (no token needed)"
+else
+    minted="$("$np" api token create --name "demo-$(date -u +%H%M%S)" --scopes read --json)"
+    api_token="$("$py" -c 'import json, sys; print(json.load(sys.stdin)["token"])' <<<"$minted")"
+    entry="$("$py" -c 'import json, sys; print(json.load(sys.stdin)["entry"])' <<<"$minted")"
+    export NP_API_TOKENS="${NP_API_TOKENS:+$NP_API_TOKENS,}$entry"
+    say "API: minted a read token for this run (the API holds only its hash)"
+fi
 # The worker's consumer group starts at the earliest offset, so nothing the replay produces
 # while the worker is still starting is lost; the replay's data loading overlaps its start-up.
 start worker "$np" worker
@@ -163,15 +178,17 @@ wait_for 120 "API" curl -fsS "http://$api_host:$api_port/readyz"
 wait_for 120 "worker" curl -fsS "http://127.0.0.1:$worker_port/metrics"
 
 # --- 5. page and summary --------------------------------------------------------------------
+page_url="http://$api_host:$api_port/"
+[[ -n "$api_token" ]] && page_url+="#token=$api_token"
 cat <<EOF
 
-  Live page:  http://$api_host:$api_port/
-  API docs:   http://$api_host:$api_port/docs
+  Live page:  $page_url
+  API docs:   http://$api_host:$api_port/docs${api_token:+ (Authorize with the token after #token= above)}
   Metrics:    http://$api_host:$api_port/metrics (API), http://127.0.0.1:$worker_port/metrics (worker)
   Replaying sessions at $rate events/s (Redis key prefix $run_prefix). Ctrl-C stops everything.
 
 EOF
-"$py" scripts/demo_summary.py --api "http://$api_host:$api_port" \
+NP_DEMO_API_TOKEN="$api_token" "$py" scripts/demo_summary.py --api "http://$api_host:$api_port" \
     --worker "http://127.0.0.1:$worker_port" --t0 "$t0" &
 summary_pid=$!
 # `wait` returns when a trapped signal arrives, so Ctrl-C is handled at once.

@@ -1,8 +1,10 @@
 """The live terminal summary of ``make demo``: throughput, latency and a few listeners' lists.
 
 Every few seconds it scrapes the worker's ``/metrics`` and asks the API for the most recently
-active listeners and their Now Playing view. Rates and the p99 are over the last interval
-(bucket deltas, interpolated like PromQL's ``histogram_quantile``). Stops on Ctrl-C.
+active listeners and their Now Playing view, with the bearer token in ``NP_DEMO_API_TOKEN``
+(``scripts/demo.sh`` mints one; none when the API runs open). Rates and the p99 are over the
+last interval (bucket deltas, interpolated like PromQL's ``histogram_quantile``). Stops on
+Ctrl-C.
 
     python scripts/demo_summary.py --api http://127.0.0.1:8000 --worker http://127.0.0.1:8001
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import urllib.error
@@ -36,9 +39,12 @@ class Scrape:
     model_version: str | None = None
 
 
-def fetch(url: str, timeout: float = 2.0) -> bytes | None:
+def fetch(url: str, timeout: float = 2.0, token: str | None = None) -> bytes | None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        ) as response:
             body: bytes = response.read()
             return body
     except (urllib.error.URLError, OSError, ValueError):
@@ -46,7 +52,8 @@ def fetch(url: str, timeout: float = 2.0) -> bytes | None:
 
 
 def fetch_json(url: str) -> Any:
-    body = fetch(url)
+    """An API answer, with the demo's bearer token."""
+    body = fetch(url, token=os.environ.get("NP_DEMO_API_TOKEN") or None)
     return None if body is None else json.loads(body)
 
 
@@ -189,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             if live_at is None and (user := first_live_list(args.api, t0)) is not None:
                 live_at = time.time()
+                token = os.environ.get("NP_DEMO_API_TOKEN")
                 print(
                     f"first live list after {live_at - t0:.1f} s: "
-                    f"{args.api}/?user={urllib.parse.quote(user)}",
+                    f"{args.api}/?user={urllib.parse.quote(user)}"
+                    + (f"#token={token}" if token else ""),
                     flush=True,
                 )
             if prev is None or time.time() >= next_line:

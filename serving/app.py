@@ -2,19 +2,21 @@
 
 :func:`create_app` builds the FastAPI app. Its lifespan creates the Redis client (unless one is
 injected, as tests do) and closes it on shutdown. Routes read what the stream worker wrote to
-Redis; they never talk to Kafka or the model.
+Redis; they never talk to Kafka or the model. Who may call which route is decided by
+:class:`serving.auth.Auth`, built from the settings here (bad access settings fail here).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the annotations of routes and
+# dependencies at run time, and some name dependencies built in a function (auth.needs).
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from time import perf_counter
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -32,12 +34,17 @@ from nowplaying.keys import Keys
 from nowplaying.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from nowplaying.readiness import Readiness, redis_status
 from nowplaying.settings import Settings
+from serving.auth import Auth
 from serving.errors import (
+    ApiError,
     error_responses,
     install_error_handlers,
     not_found,
 )
 from serving.queries import NowPlaying, read_now_playing
+from serving.tokens import Caller
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -76,6 +83,12 @@ class ActiveUsers(BaseModel):
     users: list[str] = Field(description="Most recently active listeners first.")
 
 
+class StreamTokenGrant(BaseModel):
+    token: str = Field(description="Pass as ?stream_token= to the live stream; nowhere else.")
+    expires_at: int = Field(description="Epoch seconds; open the stream before then.")
+    expires_in: int = Field(description="Seconds from now.")
+
+
 def get_redis(request: Request) -> AsyncRedisClient:
     client: AsyncRedisClient = request.app.state.redis
     return client
@@ -92,7 +105,21 @@ ReaderDep = Annotated[FeatureReader, Depends(get_reader)]
 
 def create_app(settings: Settings, redis: AsyncRedisClient | None = None) -> FastAPI:
     """The API. ``redis``: an injected client (the caller closes it); default, one from settings.
-    Routes read through a :class:`features.store.FeatureReader` on that client; /readyz pings it."""
+    Routes read through a :class:`features.store.FeatureReader` on that client; /readyz pings it.
+
+    Raises :class:`serving.auth.AuthConfigError` when the access settings are unusable.
+    """
+    auth = Auth(settings)
+    if auth.open:
+        log.warning(
+            "NP_API_AUTH=off: the API is OPEN, no token is checked; anyone who can reach "
+            "http://%s:%d/ reads every listener's session features and lists%s",
+            settings.api_host,
+            settings.api_port,
+            " (a non-loopback interface, allowed by NP_API_AUTH_OFF_ALLOW_PUBLIC)"
+            if settings.api_auth_off_allow_public
+            else "",
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,20 +142,23 @@ def create_app(settings: Settings, redis: AsyncRedisClient | None = None) -> Fas
     )
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
-    app.include_router(api_routes(settings))
-    app.include_router(ops_routes(settings))
+    app.include_router(api_routes(settings, auth))
+    app.include_router(ops_routes(settings, auth))
     app.include_router(page_routes())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 
-def api_routes(settings: Settings) -> APIRouter:
-    router = APIRouter(prefix="/v1", responses=error_responses(422, 503))
+def api_routes(settings: Settings, auth: Auth) -> APIRouter:
+    auth_errors = () if auth.open else (401, 403)
+    router = APIRouter(prefix="/v1", responses=error_responses(*auth_errors, 422, 503))
+    read = [auth.needs("read")]
 
     @router.get(
         "/users/{user_id}/recommendations",
         response_model=RecommendationMessage,
         responses=error_responses(404),
+        dependencies=read,
         summary="The listener's latest Now Playing list",
     )
     async def user_recommendations(user_id: UserId, reader: ReaderDep) -> RecommendationMessage:
@@ -141,6 +171,7 @@ def api_routes(settings: Settings) -> APIRouter:
         "/sessions/{session_id}/features",
         response_model=SessionFeatures,
         responses=error_responses(404),
+        dependencies=read,
         summary="The session's current features, by name",
     )
     async def session_features_of(session_id: SessionId, reader: ReaderDep) -> SessionFeatures:
@@ -153,6 +184,7 @@ def api_routes(settings: Settings) -> APIRouter:
         "/users/{user_id}/now-playing",
         response_model=NowPlaying,
         responses=error_responses(404),
+        dependencies=read,
         summary="The track now playing, recent plays and the latest list",
     )
     async def user_now_playing(user_id: UserId, reader: ReaderDep) -> NowPlaying:
@@ -164,17 +196,62 @@ def api_routes(settings: Settings) -> APIRouter:
     @router.get(
         "/users/{user_id}/live",
         response_class=EventSourceResponse,
+        dependencies=[auth.needs_stream("read")],
         summary="Server-sent 'snapshot' events (a NowPlaying JSON) whenever the view changes",
+        description="Takes a read bearer token, or (for browsers' EventSource, which cannot "
+        "send headers) a stream token from POST /v1/stream-tokens as ?stream_token=.",
     )
     async def user_live(user_id: UserId, reader: ReaderDep) -> AsyncIterator[ServerSentEvent]:
         async for event in live_events(reader, user_id, settings.api_live_poll_seconds):
             yield event
 
-    @router.get("/users", response_model=ActiveUsers, summary="Recently active listeners")
+    @router.get(
+        "/users",
+        response_model=ActiveUsers,
+        dependencies=read,
+        summary="Recently active listeners",
+    )
     async def active_users(
         reader: ReaderDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
     ) -> ActiveUsers:
         return ActiveUsers(users=await reader.active_users(limit))
+
+    @router.post(
+        "/stream-tokens",
+        response_model=StreamTokenGrant,
+        summary="A short-lived token for the live stream's URL",
+        description="Signed, bound to the calling token's name and the read scope, valid "
+        f"{settings.api_stream_token_seconds} s, accepted by GET /v1/users/{{user_id}}/live "
+        "only.",
+    )
+    async def stream_token(
+        caller: Annotated[Caller, auth.needs("read")], response: Response
+    ) -> StreamTokenGrant:
+        issued = auth.stream_tokens.issue(caller, "read")
+        response.headers["Cache-Control"] = "no-store"
+        return StreamTokenGrant(
+            token=issued.token,
+            expires_at=issued.expires_at,
+            expires_in=auth.stream_tokens.lifetime_seconds,
+        )
+
+    @router.post(
+        "/sessions/{session_id}/steer",
+        status_code=501,
+        response_model=None,
+        responses=error_responses(429, 501),
+        dependencies=[auth.steer_limited()],
+        summary="Steer a session (not implemented yet: always 501)",
+        description="Reserved for session steering. Already behind the steer scope and its "
+        "per-token rate limit (429 with Retry-After); answers 501 until steering lands.",
+    )
+    async def steer_session(session_id: SessionId) -> None:
+        raise ApiError(
+            501,
+            "not_implemented",
+            "session steering is not implemented yet",
+            {"session_id": session_id},
+        )
 
     return router
 
@@ -204,8 +281,10 @@ async def live_events(
         await asyncio.sleep(poll_seconds)
 
 
-def ops_routes(settings: Settings) -> APIRouter:
+def ops_routes(settings: Settings, auth: Auth) -> APIRouter:
     router = APIRouter(tags=["operations"])
+    probe = auth.probe_dependencies()
+    probe_errors = () if auth.probes_open or auth.open else (401, 403)
 
     @router.get("/healthz", response_model=Health, summary="The process is up")
     async def healthz() -> Health:
@@ -214,7 +293,11 @@ def ops_routes(settings: Settings) -> APIRouter:
     @router.get(
         "/readyz",
         response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "Not ready: `failing` names why"}},
+        responses={
+            **error_responses(*probe_errors),
+            503: {"model": Readiness, "description": "Not ready: `failing` names why"},
+        },
+        dependencies=probe,
         summary="Redis reachable and a model version resolvable (503 otherwise)",
     )
     async def readyz(redis: RedisDep) -> JSONResponse:
@@ -225,7 +308,8 @@ def ops_routes(settings: Settings) -> APIRouter:
         "/metrics",
         response_class=PlainTextResponse,
         summary="Prometheus metrics (text exposition format)",
-        responses={200: {"content": {"text/plain": {}}}},
+        responses={200: {"content": {"text/plain": {}}}, **error_responses(*probe_errors)},
+        dependencies=probe,
     )
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

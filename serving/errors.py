@@ -1,7 +1,8 @@
 """Errors as JSON with one stable shape: ``{"error": {"code", "message", "details"}}``.
 
-Every error the API returns (404, 405, 422, 503, 500, ...) goes through :func:`error_response`,
-including FastAPI's own request-validation errors and Starlette's unmatched routes.
+Every error the API returns (401, 403, 404, 405, 422, 429, 503, 500, ...) goes through
+:func:`error_response`, including FastAPI's own request-validation errors and Starlette's
+unmatched routes.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ log = logging.getLogger(__name__)
 #: Error codes by HTTP status, for errors raised without an explicit code.
 _CODES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "rate_limited",
     500: "internal_error",
+    501: "not_implemented",
     503: "dependency_unavailable",
 }
 
@@ -44,19 +49,34 @@ class ErrorResponse(BaseModel):
 
 
 class ApiError(Exception):
-    """Raised by route handlers to answer with a given status and the stable error shape."""
+    """Raised by route handlers and dependencies to answer with a given status, the stable
+    error shape and, optionally, headers (``WWW-Authenticate``, ``Retry-After``)."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
-    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"), headers=headers)
 
 
 def not_found(message: str, **details: str) -> ApiError:
@@ -77,7 +97,7 @@ def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -9,16 +9,22 @@ import uvicorn
 
 from nowplaying.settings import Settings
 from serving.app import create_app
+from serving.auth import AuthConfigError
 
 log = logging.getLogger(__name__)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except AuthConfigError as exc:
+        log.error("nowplaying api cannot start: %s", exc)
+        return 2
     log.info(
-        "nowplaying api on http://%s:%d/ (docs at /docs, metrics at /metrics)",
+        "nowplaying api on http://%s:%d/ (docs at /docs, metrics at /metrics; auth %s)",
         settings.api_host,
         settings.api_port,
+        settings.api_auth,
     )
     config = uvicorn.Config(
         app,

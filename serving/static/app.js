@@ -1,5 +1,11 @@
 // nowplaying live page: watch one listener's session and Now Playing list, pushed by SSE.
 // Plain DOM, no build step. Every value from the server goes in through textContent.
+//
+// Access: the API token is given once (the token field, or the page opened as /#token=...),
+// kept in this script's memory only (never in storage, the fragment is removed from the
+// address bar) and sent as "Authorization: Bearer" by every fetch. EventSource cannot send
+// headers, so each stream connection first trades it for a short-lived stream token
+// (POST /v1/stream-tokens) that goes in the stream's URL.
 "use strict";
 
 const ID_PATTERN = /^[A-Za-z0-9_.:@+=\-]{1,128}$/;
@@ -10,6 +16,54 @@ let source = null;
 let watching = null;
 let updates = 0;
 let lastTrigger = null;
+let apiToken = null; // in memory only
+let connection = 0; // which connect() is current; older ones stand down
+let reconnectTimer = null;
+
+class AuthError extends Error {}
+
+function setToken(token) {
+  apiToken = token || null;
+  $("token-input").placeholder = apiToken ? "set (kept in memory only)" : "np_…";
+}
+
+function takeTokenFromFragment() {
+  const match = /(?:^|&)token=([^&]*)/.exec(window.location.hash.slice(1));
+  if (!match) return false;
+  setToken(decodeURIComponent(match[1]));
+  const url = new URL(window.location.href);
+  url.hash = "";
+  history.replaceState(null, "", url);
+  return true;
+}
+
+function showAuthError(status) {
+  if (source) source.close();
+  source = null;
+  const box = $("auth-error");
+  if (status === 403) {
+    box.textContent = "The API token lacks the read scope: use a token made with --scopes read.";
+  } else if (apiToken) {
+    box.textContent = "The API refused this token (unknown, revoked or mistyped): enter a valid one above.";
+  } else {
+    box.textContent = "This page needs an API token with the read scope: enter it above, or open the " +
+      "page as /#token=<token>. Tokens are made with `nowplaying api token create`.";
+  }
+  box.hidden = false;
+  setStatus("unauthorized", status === 403 ? "token lacks the read scope" : "needs an API token");
+}
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (apiToken) headers.Authorization = `Bearer ${apiToken}`;
+  const res = await fetch(path, { ...options, headers, cache: "no-store" });
+  if (res.status === 401 || res.status === 403) {
+    showAuthError(res.status);
+    throw new AuthError(`HTTP ${res.status}`);
+  }
+  $("auth-error").hidden = true;
+  return res;
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -139,7 +193,6 @@ function watch(user) {
     return;
   }
   $("picker-error").hidden = true;
-  if (source) source.close();
   watching = user;
   updates = 0;
   lastTrigger = null;
@@ -149,18 +202,57 @@ function watch(user) {
   url.searchParams.set("user", user);
   history.replaceState(null, "", url);
   highlightChip();
+  connect();
+}
+
+function reconnectSoon() {
+  if (reconnectTimer === null) {
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null;
+      connect();
+    }, 2000);
+  }
+}
+
+async function connect() {
+  const current = ++connection;
+  const user = watching;
+  if (source) source.close();
+  source = null;
+  if (!user) return;
   setStatus("connecting", "connecting…");
-  source = new EventSource(`/v1/users/${encodeURIComponent(user)}/live`);
-  source.addEventListener("open", () => setStatus("live", `live · ${user}`));
-  source.addEventListener("snapshot", (e) => {
+  let grant;
+  try {
+    const res = await api("/v1/stream-tokens", { method: "POST" });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    grant = await res.json();
+  } catch (err) {
+    if (!(err instanceof AuthError) && current === connection) {
+      setStatus("connecting", "reconnecting…");
+      reconnectSoon();
+    }
+    return;
+  }
+  if (current !== connection) return; // another listener was picked meanwhile
+  const stream = new EventSource(
+    `/v1/users/${encodeURIComponent(user)}/live?stream_token=${encodeURIComponent(grant.token)}`);
+  source = stream;
+  stream.addEventListener("open", () => setStatus("live", `live · ${user}`));
+  stream.addEventListener("snapshot", (e) => {
     setStatus("live", `live · ${user}`);
     render(JSON.parse(e.data));
   });
-  source.addEventListener("error", (e) => {
+  stream.addEventListener("error", (e) => {
     if (e.data) {
       const err = JSON.parse(e.data);
       setStatus("error", `${err.dependency || "server"} unavailable, retrying`);
-    } else if (source.readyState !== EventSource.OPEN) {
+    } else if (stream.readyState === EventSource.CLOSED) {
+      // refused, e.g. the browser reconnected after the stream token expired: get a new one
+      if (current === connection) {
+        setStatus("connecting", "reconnecting…");
+        reconnectSoon();
+      }
+    } else if (stream.readyState !== EventSource.OPEN) {
       setStatus("connecting", "reconnecting…");
     }
   });
@@ -174,7 +266,7 @@ function highlightChip() {
 
 async function refreshUsers() {
   try {
-    const res = await fetch("/v1/users?limit=12", { cache: "no-store" });
+    const res = await api("/v1/users?limit=12");
     if (!res.ok) return;
     const { users } = await res.json();
     $("user-list").replaceChildren(...users.map((u) => el("option", { value: u })));
@@ -189,8 +281,15 @@ async function refreshUsers() {
     highlightChip();
     if (!watching && users.length) watch(users[0]);
   } catch (_) {
-    // the API is restarting; try again on the next tick
+    // the API is restarting, or refused the token (the page says so); try again on the next tick
   }
+}
+
+function useToken(token) {
+  setToken(token);
+  $("auth-error").hidden = true;
+  refreshUsers();
+  if (watching) connect();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -198,6 +297,17 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     watch($("user-input").value.trim());
   });
+  $("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $("token-input");
+    const token = input.value.trim();
+    input.value = "";
+    useToken(token);
+  });
+  window.addEventListener("hashchange", () => {
+    if (takeTokenFromFragment()) useToken(apiToken);
+  });
+  takeTokenFromFragment();
   const requested = new URL(window.location.href).searchParams.get("user");
   if (requested) watch(requested);
   refreshUsers();

@@ -3,12 +3,15 @@
 A real session is replayed through Kafka into the real worker while the page is open; the page
 must show, without a reload, the list the worker stored in Redis, the track now playing and the
 recent plays with their skips marked. A screenshot is saved under ``test-artifacts/``.
+
+The page is given its API token once (``#token=`` or the token field), keeps it in memory only
+and shows a clear error state without a valid one.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,14 @@ from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from tests.conftest import SettingsFactory
-from tests.support.api_server import running_api, shared_small_model
+from tests.support.api_server import (
+    list_for,
+    running_api,
+    session,
+    shared_small_model,
+    store_like_the_worker,
+)
+from tests.support.api_tokens import API_TOKENS, READER, STEERER
 from tests.support.chromium import Page
 from tests.support.pipeline import WorkerProcess, produce, real_session_events
 
@@ -88,6 +98,7 @@ def test_the_page_shows_each_new_list_as_the_worker_publishes_it(
         model_dir=shared_small_model(),
         worker_metrics_port=free_tcp_port(),
         api_live_poll_seconds=0.2,
+        api_tokens=API_TOKENS,
     )
     (events,) = real_session_events(settings, 1, skip=10)  # plays: listened, late, early, ...
     user = events[0].user_id
@@ -97,7 +108,7 @@ def test_the_page_shows_each_new_list_as_the_worker_publishes_it(
     assert isinstance(events[second_cut - 1], TrackStart)
 
     with WorkerProcess(settings, tmp_path / "worker.log"), running_api(settings) as base:
-        page.navigate(f"{base}/?user={user}")
+        page.navigate(f"{base}/?user={user}#token={READER.token}")
         page.wait_for("document.getElementById('status').dataset.state === 'live'")
         assert page_state(page)["tracks"] == []  # nothing played yet
 
@@ -124,3 +135,81 @@ def test_the_page_shows_each_new_list_as_the_worker_publishes_it(
         page.evaluate("document.getElementById('recs').classList.remove('fresh')")
         shot = page.screenshot(ARTIFACTS / "live-page.png")
     assert shot.stat().st_size > 10_000
+
+
+# --- the API token ----------------------------------------------------------------------------
+
+AUTH_STATE = """JSON.stringify({
+  status: document.getElementById('status').dataset.state,
+  statusText: document.getElementById('status').textContent,
+  banner: document.getElementById('auth-error').hidden ? null
+    : document.getElementById('auth-error').textContent,
+  tracks: [...document.querySelectorAll('#recs li')].map((li) => li.dataset.trackId),
+  url: window.location.href,
+  stored: JSON.stringify(Object.assign({}, localStorage, sessionStorage)) + document.cookie,
+})"""
+
+
+def auth_state(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads(page.evaluate(AUTH_STATE))
+    return state
+
+
+@pytest.fixture
+def served(settings_factory: SettingsFactory) -> Iterator[str]:
+    """The API with one listener's session and list in Redis (the worker's write path)."""
+    settings = settings_factory(create_topics=False, api_tokens=API_TOKENS)
+    events = session("u-page", "s-page", [False, None])
+    start = events[-1]
+    assert isinstance(start, TrackStart)
+    store_like_the_worker(settings, events, [list_for(start, ["t-a", "t-b"])])
+    with running_api(settings) as base:
+        yield base
+
+
+def test_without_a_token_the_page_says_it_needs_one_then_works_once_given_one(
+    page: Page, served: str
+) -> None:
+    page.navigate(f"{served}/?user=u-page")
+    page.wait_for("document.getElementById('status').dataset.state === 'unauthorized'")
+    state = auth_state(page)
+    assert state["statusText"] == "needs an API token"
+    assert "needs an API token" in state["banner"] and "#token=" in state["banner"]
+    assert state["tracks"] == []  # nothing from the API was shown
+    page.screenshot(ARTIFACTS / "live-page-needs-a-token.png")
+
+    page.evaluate(
+        f"document.getElementById('token-input').value = {json.dumps(READER.token)};"
+        "document.getElementById('token-form').requestSubmit()"
+    )
+    page.wait_for("document.getElementById('status').dataset.state === 'live'")
+    page.wait_for("document.querySelectorAll('#recs li').length === 2")
+    state = auth_state(page)
+    assert state["tracks"] == ["t-a", "t-b"] and state["banner"] is None
+    assert page.evaluate("document.getElementById('token-input').value") == ""
+    assert READER.token not in state["stored"] and READER.token not in state["url"]
+
+
+def test_a_token_in_the_fragment_is_used_then_taken_out_of_the_address(
+    page: Page, served: str
+) -> None:
+    page.navigate(f"{served}/?user=u-page#token={READER.token}")
+    page.wait_for("document.querySelectorAll('#recs li').length === 2")
+    state = auth_state(page)
+    assert state["status"] == "live" and state["tracks"] == ["t-a", "t-b"]
+    assert state["url"] == f"{served}/?user=u-page"  # no token left in the address or history
+    assert READER.token not in state["stored"]
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [("np_not-a-configured-token", "refused this token"), (STEERER.token, "lacks the read scope")],
+    ids=["unknown token", "steer-only token"],
+)
+def test_a_wrong_token_or_one_without_the_read_scope_is_a_clear_error(
+    page: Page, served: str, token: str, says: str
+) -> None:
+    page.navigate(f"{served}/?user=u-page#token={token}")
+    page.wait_for("document.getElementById('status').dataset.state === 'unauthorized'")
+    state = auth_state(page)
+    assert says in state["banner"] and state["tracks"] == []

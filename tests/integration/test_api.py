@@ -2,6 +2,7 @@
 
 Most tests write a listener's session through :class:`features.store.FeatureStore` (the worker's
 own write path); the last one runs the real worker on real sessions replayed through Kafka.
+Every request sends a read token; who may call what is ``test_api_auth.py``'s subject.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tests.support.api_server import (
     shared_small_model,
     store_like_the_worker,
 )
+from tests.support.api_tokens import API_TOKENS, READER
 from tests.support.pipeline import WorkerProcess, produce, real_session_events
 from tests.support.readiness import readiness_document
 from tests.support.services import RedisServer
@@ -39,12 +41,14 @@ from tests.support.services import RedisServer
 
 @pytest.fixture
 def settings(settings_factory: SettingsFactory, tmp_path: Path) -> Settings:
-    return settings_factory(create_topics=False, model_dir=tmp_path / "empty-registry")
+    return settings_factory(
+        create_topics=False, model_dir=tmp_path / "empty-registry", api_tokens=API_TOKENS
+    )
 
 
 @pytest.fixture
 def api(settings: Settings) -> Any:
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=READER.headers) as client:
         yield client
 
 
@@ -126,8 +130,8 @@ def test_active_users_most_recent_first(settings: Settings, api: TestClient) -> 
 
 def test_readyz_is_ready_with_redis_and_a_model(settings_factory: SettingsFactory) -> None:
     registry = shared_small_model()
-    settings = settings_factory(create_topics=False, model_dir=registry)
-    with TestClient(create_app(settings)) as api:
+    settings = settings_factory(create_topics=False, model_dir=registry, api_tokens=API_TOKENS)
+    with TestClient(create_app(settings)) as api:  # /readyz needs no token by default
         response = api.get("/readyz")
     assert response.status_code == 200, response.text
     ready = readiness_document(response.status_code, response.json())
@@ -157,14 +161,19 @@ def live_requests() -> float:
 def test_live_stream_pushes_the_new_list_when_the_worker_writes_one(
     settings_factory: SettingsFactory,
 ) -> None:
-    settings = settings_factory(create_topics=False, api_live_poll_seconds=0.1)
+    settings = settings_factory(
+        create_topics=False, api_live_poll_seconds=0.1, api_tokens=API_TOKENS
+    )
     events = session("u-live", "s-live", [False, None])
     starts = [e for e in events if isinstance(e, TrackStart)]
     store_like_the_worker(settings, events[:1], [list_for(starts[0], ["first"])])
 
     snapshots: list[dict[str, Any]] = []
     streams_before = live_requests()
-    with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as http:
+    with (
+        running_api(settings) as base,
+        httpx.Client(base_url=base, timeout=10, headers=READER.headers) as http,
+    ):
         with http.stream("GET", "/v1/users/u-live/live") as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
             updater = threading.Timer(
@@ -207,10 +216,17 @@ def test_redis_outage_is_503_and_the_api_recovers(
     settings_factory: SettingsFactory, private_redis: Callable[..., RedisServer]
 ) -> None:
     server = private_redis()
-    settings = settings_factory(create_topics=False, redis_url=f"redis://127.0.0.1:{server.port}/0")
+    settings = settings_factory(
+        create_topics=False,
+        redis_url=f"redis://127.0.0.1:{server.port}/0",
+        api_tokens=API_TOKENS,
+    )
     events = session("u-r", "s-r", [None])
     store_like_the_worker(settings, events, [list_for(events[0], ["a"])])  # type: ignore[arg-type]
-    with running_api(settings) as base, httpx.Client(base_url=base, timeout=15) as http:
+    with (
+        running_api(settings) as base,
+        httpx.Client(base_url=base, timeout=15, headers=READER.headers) as http,
+    ):
         assert http.get("/v1/users/u-r/recommendations").status_code == 200
         server.stop(save=True)
         error = error_of(http.get("/v1/users/u-r/recommendations"), 503, "dependency_unavailable")
@@ -232,7 +248,9 @@ def test_redis_outage_is_503_and_the_api_recovers(
 def test_api_serves_what_the_running_worker_computed(
     settings_factory: SettingsFactory, free_tcp_port: Callable[[], int], tmp_path: Path
 ) -> None:
-    settings = settings_factory(model_dir=shared_small_model(), worker_metrics_port=free_tcp_port())
+    settings = settings_factory(
+        model_dir=shared_small_model(), worker_metrics_port=free_tcp_port(), api_tokens=API_TOKENS
+    )
     sessions = real_session_events(settings, 4)
     with WorkerProcess(settings, tmp_path / "worker.log"):
         sent, _ = produce(settings, [e for s in sessions for e in s])
@@ -240,7 +258,7 @@ def test_api_serves_what_the_running_worker_computed(
         for e in sent:
             if isinstance(e, TrackStart):
                 last_start[e.user_id] = e
-        with TestClient(create_app(settings)) as api:
+        with TestClient(create_app(settings), headers=READER.headers) as api:
             deadline = time.monotonic() + 90
             for user, start in last_start.items():
                 while True:

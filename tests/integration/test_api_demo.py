@@ -1,5 +1,5 @@
-"""``scripts/demo.sh`` (``make demo``) end to end: the API serves a live list, and Ctrl-C stops
-every process the script started.
+"""``scripts/demo.sh`` (``make demo``) end to end: the API serves a live list to the token the
+demo minted (and printed in the page's URL), and Ctrl-C stops every process the script started.
 
 The demo runs against the shared services (already up, so it leaves them running), this test's
 own topics, Redis prefix and ports, and the shared small model (so it does not train). Ctrl-C is
@@ -79,8 +79,14 @@ def test_demo_reaches_a_live_list_and_ctrl_c_leaves_nothing_behind(
         try:
             wait_for_line(out, r"first live list after [0-9.]+ s", proc, timeout=180)
             base = f"http://{settings.api_host}:{settings.api_port}"
-            user = httpx.get(f"{base}/v1/users?limit=1", timeout=10).json()["users"][0]
-            latest = httpx.get(f"{base}/v1/users/{user}/recommendations", timeout=10)
+            page = wait_for_line(out, r"Live page: +\S+", proc, timeout=10)
+            assert page.split()[-1].startswith(f"{base}/#token=np_")
+            token = page.split("#token=", 1)[1]
+            auth = {"Authorization": f"Bearer {token}"}
+            assert httpx.get(f"{base}/v1/users", timeout=10).status_code == 401  # not open
+            user = httpx.get(f"{base}/v1/users?limit=1", headers=auth, timeout=10).json()
+            user = user["users"][0]
+            latest = httpx.get(f"{base}/v1/users/{user}/recommendations", headers=auth, timeout=10)
             assert latest.status_code == 200
             assert len(latest.json()["recommendations"]) == settings.top_k
             assert httpx.get(f"{base}/", timeout=10).status_code == 200  # the live page

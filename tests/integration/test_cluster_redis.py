@@ -22,6 +22,7 @@ from nowplaying.keys import Keys
 from streams.replay import interleave
 from tests.conftest import SettingsFactory
 from tests.support.api_server import running_api, shared_small_model
+from tests.support.api_tokens import API_TOKENS, READER
 from tests.support.cluster import RedisClusterProcesses, free_cluster_ports
 from tests.support.faults import assert_healthy, print_counts, starts_of, triggers_of
 from tests.support.pipeline import (
@@ -57,6 +58,7 @@ def test_replay_against_a_3_master_redis_cluster(
         model_dir=shared_small_model(),
         worker_metrics_port=free_tcp_port(),
         retry_max_seconds=1.0,
+        api_tokens=API_TOKENS,
     )
     assert sorted(redis_cluster.slots_by_node().values()) == [5461, 5461, 5462]
     sessions = real_session_events(settings, 100, skip=2000)
@@ -88,8 +90,16 @@ def test_replay_against_a_3_master_redis_cluster(
 
     last = sent[-1]
     with running_api(settings) as base_url:
-        recs_resp = httpx.get(f"{base_url}/v1/users/{last.user_id}/recommendations", timeout=10)
-        feats = httpx.get(f"{base_url}/v1/sessions/{last.session_id}/features", timeout=10)
+        recs_resp = httpx.get(
+            f"{base_url}/v1/users/{last.user_id}/recommendations",
+            headers=READER.headers,
+            timeout=10,
+        )
+        feats = httpx.get(
+            f"{base_url}/v1/sessions/{last.session_id}/features",
+            headers=READER.headers,
+            timeout=10,
+        )
         ready = httpx.get(f"{base_url}/readyz", timeout=10)
 
     print_counts(

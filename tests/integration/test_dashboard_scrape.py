@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import SettingsFactory
 from tests.support.api_server import running_api, shared_small_model
+from tests.support.api_tokens import API_TOKENS, READER
 from tests.support.dashboard import (
     dashboard_exprs,
     exposition_labels,
@@ -52,6 +53,7 @@ def test_dashboard_metrics_are_in_real_scrapes_during_a_replay(
         model_dir=shared_small_model(),
         worker_metrics_port=free_tcp_port(),
         worker_lag_interval_seconds=0.5,  # a lag sample soon after the replay
+        api_tokens=API_TOKENS,
     )
     sessions = real_session_events(settings, 6)
     events = [e for s in sessions for e in s]
@@ -72,7 +74,8 @@ def test_dashboard_metrics_are_in_real_scrapes_during_a_replay(
             time.sleep(0.5)
 
     with running_api(settings) as base, httpx.Client(base_url=base, timeout=10) as http:
-        assert http.get("/v1/users/mssd-u1/recommendations").status_code == 200
+        latest = http.get("/v1/users/mssd-u1/recommendations", headers=READER.headers)
+        assert latest.status_code == 200
         http.get("/healthz")
         api_text = http.get("/metrics").text
 

@@ -20,6 +20,7 @@ from nowplaying.clients import redis_client
 from streams.replay import interleave
 from tests.conftest import SettingsFactory
 from tests.support.api_server import running_api, shared_small_model
+from tests.support.api_tokens import API_TOKENS, READER
 from tests.support.faults import assert_healthy, print_counts, starts_of, triggers_of
 from tests.support.pipeline import (
     TopicReader,
@@ -99,6 +100,7 @@ def test_worker_and_api_use_redis_over_tls_and_untrusted_clients_are_refused(
         redis_ssl_ca_certs=ca,
         model_dir=shared_small_model(),
         worker_metrics_port=free_tcp_port(),
+        api_tokens=API_TOKENS,
     )
     sessions = real_session_events(settings, 15, skip=2400)
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
@@ -109,7 +111,11 @@ def test_worker_and_api_use_redis_over_tls_and_untrusted_clients_are_refused(
     report = check_invariant(settings, sent, [], recs.records, [])
     with running_api(settings) as base_url:
         ready = httpx.get(f"{base_url}/readyz", timeout=10)
-        latest = httpx.get(f"{base_url}/v1/users/{sent[-1].user_id}/recommendations", timeout=10)
+        latest = httpx.get(
+            f"{base_url}/v1/users/{sent[-1].user_id}/recommendations",
+            headers=READER.headers,
+            timeout=10,
+        )
 
     refused = []
     for name, variant in {

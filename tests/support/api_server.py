@@ -3,6 +3,9 @@
 * ``with running_api(settings) as base_url: ...`` serves :func:`serving.app.create_app` on a
   free loopback port until the block ends. The lifespan runs as in production: it creates the
   Redis client from ``settings`` and closes it on shutdown.
+* :class:`ApiProcess`: ``nowplaying api`` itself in a child process, logging to a file.
+* Either needs tokens unless ``api_auth="off"``: ``settings_factory(api_tokens=API_TOKENS,
+  ...)`` and requests with ``headers=READER.headers`` (:mod:`tests.support.api_tokens`).
 * :func:`iter_sse`: the (event, data) pairs of a server-sent events response.
 * :func:`shared_small_model`: one small real model per test process, trained on first use.
 * :func:`session`, :func:`list_for`, :func:`store_like_the_worker`: a listener's session and
@@ -12,23 +15,27 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from features.store import FeatureStore, StoredList
 from nowplaying.events import Recommendation, RecommendationMessage, TrackEnd, TrackStart
 from nowplaying.settings import Settings
 from serving.app import create_app
-from tests.support.pipeline import train_small_model
+from tests.support.pipeline import nowplaying_exe, train_small_model, worker_env
 from tests.support.services import free_port
 from tests.support.store import run_with_store
 
@@ -66,6 +73,79 @@ def running_api(settings: Settings, *, start_timeout: float = 20.0) -> Iterator[
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+class ApiProcess:
+    """``nowplaying api`` in a child process (its own process group), output to ``log_path``.
+
+    ``start()`` returns once ``/healthz`` answers on ``settings.api_host:api_port``; use
+    :meth:`wait_exit` for a start-up the API must refuse. As a context manager it sends
+    SIGTERM on exit (SIGKILL after 20 s).
+    """
+
+    def __init__(self, settings: Settings, log_path: Path, **extra_env: str) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.extra_env: Mapping[str, str] = extra_env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = self.settings.api_host
+        return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{self.settings.api_port}"
+
+    def spawn(self) -> ApiProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [nowplaying_exe(), "api"],
+                env=worker_env(self.settings, **self.extra_env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def start(self, timeout: float = 30.0) -> ApiProcess:
+        self.spawn()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"nowplaying api exited with {self.proc.returncode}:\n{self.log_text()}"
+                )
+            try:
+                if httpx.get(self.base_url + "/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nowplaying api did not answer /healthz:\n{self.log_text()}")
+            time.sleep(0.2)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        """Spawn (unless running) and wait for the process to exit; its exit status."""
+        if self.proc is None:
+            self.spawn()
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> ApiProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def iter_sse(lines: Iterable[str]) -> Iterator[tuple[str, str]]:

@@ -1,7 +1,8 @@
 """The API without services: input validation, the error shape, readiness and route metrics.
 
 Redis is a real client pointed at a port where nothing listens, so every call that reaches it
-fails the way an outage does; validation must reject bad ids before any Redis call.
+fails the way an outage does; validation must reject bad ids before any Redis call. The client
+sends a read token (access itself: ``test_auth.py`` and ``tests/integration/test_api_auth.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from features.session import SessionEvent
 from nowplaying.settings import Settings
 from serving.app import create_app, route_label
 from serving.queries import Play, now_playing_of, plays_of
+from tests.support.api_tokens import API_TOKENS, READER
 from tests.support.readiness import readiness_document
 from tests.support.settings import isolated_settings
 
@@ -37,6 +39,7 @@ def settings(tmp_path: Path) -> Settings:
         redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
         model_dir=tmp_path / "models",
         redis_key_prefix="np-unit",
+        api_tokens=API_TOKENS,
     )
 
 
@@ -45,7 +48,8 @@ def client(settings: Settings) -> Iterator[TestClient]:
     down = redis.asyncio.Redis.from_url(
         settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5
     )
-    with TestClient(create_app(settings, redis=down), raise_server_exceptions=False) as c:
+    app = create_app(settings, redis=down)
+    with TestClient(app, raise_server_exceptions=False, headers=READER.headers) as c:
         yield c
 
 

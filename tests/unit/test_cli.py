@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from nowplaying import cli
+from serving.tokens import find_caller, parse_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = ("schemas", "topics", "train", "evaluate", "worker", "api", "replay", "models")
@@ -78,6 +81,35 @@ def test_every_runner_is_runtime_code() -> None:
     outside = {name: m for name, m in modules.items() if m.split(".")[0] not in RUNTIME_PACKAGES}
     assert not outside, outside
     assert "bench" not in modules
+
+
+def test_api_without_a_sub_command_still_serves_and_token_create_mints() -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(["api"]).runner == "serving.main:run"
+    args = parser.parse_args(["api", "token", "create", "--name", "dash", "--scopes", "read"])
+    assert args.runner == "serving.tokens:create_command"
+    assert (args.name, args.scopes, args.json) == ("dash", "read", False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["api", "token"])  # an action is required under `token`
+
+
+def test_token_create_prints_the_token_once_and_the_entry_of_its_hash(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["api", "token", "create", "--name", "ops", "--scopes", "read,steer"]) == 0
+    text = capsys.readouterr().out
+    (token,) = [w for w in text.split() if w.startswith("np_")]
+    (entry,) = [w.removeprefix("NP_API_TOKENS=") for w in text.split() if "NP_API_TOKENS=" in w]
+    assert entry == f"ops:read+steer:{hashlib.sha256(token.encode()).hexdigest()}"
+    assert text.count(token) == 1
+    caller = find_caller(parse_tokens(entry), token)
+    assert caller is not None and caller.name == "ops"
+
+    assert cli.main(["api", "token", "create", "--name", "demo", "--json"]) == 0
+    minted = json.loads(capsys.readouterr().out)
+    assert set(minted) == {"name", "token", "entry"} and minted["entry"].startswith("demo:read:")
+    assert cli.main(["api", "token", "create", "--name", "x", "--scopes", "admin"]) == 2
+    assert "unknown scope 'admin'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("target", ["nowplaying.schemas_cli:run", "streams.topics:run"])

@@ -134,6 +134,22 @@ def test_published_ports_match_the_settings_defaults(
     assert env_of(services["worker"])["NP_WORKER_METRICS_HOST"] == "0.0.0.0"
 
 
+def test_the_api_requires_tokens_from_the_environment_and_leaves_probes_open(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = env_of(services["api"])
+    assert env["NP_API_AUTH"] == "on"
+    assert env["NP_API_TOKENS"] == "${NP_API_TOKENS:-}"  # hashes, from .env; never in the file
+    # Prometheus scrapes /metrics and the health check calls /healthz, both without a token
+    assert env["NP_API_AUTH_PROBES"] == "open"
+    assert isolated_settings(api_auth_probes=env["NP_API_AUTH_PROBES"]).api_auth_probes == "open"
+    header = (ROOT / "docker-compose.yml").read_text(encoding="utf-8").split("\nname:")[0]
+    assert "api token create" in header and "#token=" in header
+    for name, service in services.items():
+        if name != "api":
+            assert not {k for k in env_of(service) if k.startswith("NP_API_")}, name
+
+
 def test_long_running_services_have_health_checks(services: dict[str, dict[str, Any]]) -> None:
     for name in LONG_RUNNING:
         check = services[name].get("healthcheck", {})
