@@ -47,7 +47,8 @@ def _rejected(msg: BadMessage) -> Rejection:
 def test_the_base_events_of_the_mutations_are_valid(event: dict[str, object]) -> None:
     parsed = parse_play_event(encode(event), LIMIT)
     assert isinstance(parsed, TrackStart | TrackEnd)
-    assert parsed.event_id == event["event_id"]
+    ids = (parsed.event_id, parsed.user_id, parsed.session_id, parsed.track_id)
+    assert ids == (event["event_id"], event["user_id"], event["session_id"], event["track_id"])
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
