@@ -1,8 +1,9 @@
 """Hypothesis strategies for messages that are NOT valid play events.
 
 Each strategy yields a :class:`BadMessage`: the raw bytes a producer might put on the
-``play-events`` topic, the family of fault it represents, and the error classes
-:func:`nowplaying.events.parse_play_event` may answer with. The unit property test checks the
+``play-events`` topic, the family of fault it represents, the error classes
+:func:`nowplaying.events.parse_play_event` may answer with, and the field it broke (when one
+field was). The unit property test checks the
 parser on them; the integration test produces them between real events and checks the worker
 dead-letters each one with a reason and keeps going.
 """
@@ -36,6 +37,7 @@ class BadMessage(NamedTuple):
     family: str
     raw: bytes
     expected: frozenset[str]  # error classes the parser may answer with
+    field: str | None = None  # the one field made wrong or deleted, if that is the fault
 
 
 def identifiers() -> st.SearchStrategy[str]:
@@ -116,7 +118,8 @@ _WRONG_VALUES: Final[list[object]] = [
 
 @st.composite
 def wrong_types(draw: st.DrawFn) -> BadMessage:
-    """A required field with a value of the wrong type (or a malformed id), or missing."""
+    """A required field with a value of the wrong type (or a malformed id), or missing; the
+    message carries the field."""
     event = draw(valid_event_dicts())
     required = ["event_id", "user_id", "session_id", "track_id", "ts", "event_type"]
     if event["event_type"] == "track_end":
@@ -134,7 +137,7 @@ def wrong_types(draw: st.DrawFn) -> BadMessage:
     expected = {"invalid_schema"}
     if field == "event_type":
         expected.add("unknown_event_type")
-    return BadMessage("wrong_types", encode(event), frozenset(expected))
+    return BadMessage("wrong_types", encode(event), frozenset(expected), field)
 
 
 def _same_json(a: object, b: object) -> bool:
@@ -149,11 +152,11 @@ def huge_strings(draw: st.DrawFn) -> BadMessage:
     if how == "id":
         field = draw(st.sampled_from(["event_id", "user_id", "session_id", "track_id"]))
         event[field] = "x" * draw(st.integers(129, 4000))
-        return BadMessage("huge_strings", encode(event), frozenset({"invalid_schema"}))
+        return BadMessage("huge_strings", encode(event), frozenset({"invalid_schema"}), field)
     if how == "text":
         field = draw(st.sampled_from(["reason_start", "reason_end", "context_type"]))
         event[field] = "y" * draw(st.integers(65, 4000))
-        return BadMessage("huge_strings", encode(event), frozenset({"invalid_schema"}))
+        return BadMessage("huge_strings", encode(event), frozenset({"invalid_schema"}), field)
     event["padding"] = "z" * draw(st.integers(_MAX_BYTES, 3 * _MAX_BYTES))
     return BadMessage("huge_strings", encode(event), frozenset({"payload_too_large"}))
 
@@ -170,7 +173,7 @@ def bad_timestamps(draw: st.DrawFn) -> BadMessage:
             st.integers(1_000_000_000, 4_102_444_800),  # epoch seconds, not ms
         )
     )
-    return BadMessage("bad_timestamps", encode(event), frozenset({"invalid_schema"}))
+    return BadMessage("bad_timestamps", encode(event), frozenset({"invalid_schema"}), "ts")
 
 
 @st.composite
