@@ -58,7 +58,11 @@ _CODE_OUTCOME: Final[dict[str, Outcome]] = {v: k for k, v in _OUTCOME_CODE.items
 
 
 def encode_event(ev: SessionEvent) -> str:
-    """Compact record stored in Redis, e.g. ``["s","t-1",1764355200000]``."""
+    """Compact record stored in Redis, e.g. ``["s","t-1",1764355200000]``.
+
+    A JSON array, so any track id round-trips through :func:`decode_event` (quotes, commas,
+    brackets, backslashes and newlines are escaped; non-ASCII as ``\\uXXXX``): a record is one
+    line of ASCII, and one event always gives the same record (the store compares records)."""
     if ev.kind == "start":
         return json.dumps(["s", ev.track_id, ev.ts], separators=(",", ":"))
     assert ev.outcome is not None

@@ -28,7 +28,7 @@ from typing import Final
 import numpy as np
 
 from features.session import Outcome, SessionEvent, outcome_of
-from nowplaying.events import Rejection, TrackEnd, TrackStart, parse_play_event
+from nowplaying.events import MAX_ID_CHARS, Rejection, TrackEnd, TrackStart, parse_play_event
 from nowplaying.settings import Settings
 
 #: Inferred mapping of the MSSD-derived file's graded skip level (NOT documented by the source).
@@ -321,7 +321,8 @@ def session_events(
 ) -> list[TrackStart | TrackEnd]:
     """The session as play events: a ``track_start`` then a ``track_end`` per play.
 
-    Event ids are deterministic (``<session_id>-<i:03d>-s`` / ``-e``). Timestamps, durations,
+    Event ids are deterministic (``<session_id>-<i:03d>-s`` / ``-e``; a session id too long
+    for that is replaced by a digest of it, see :func:`event_id_base`). Timestamps, durations,
     played time and ``reason_end`` are SYNTHESIZED (the data sets have none), consistently with
     the outcome: an early skip ends within 30 s with ``skipped=true``; a late skip after 30 s with
     ``skipped=false, reason_end="fwdbtn"``; a listened track at its end with
@@ -333,7 +334,7 @@ def session_events(
     for i, (play, timing) in enumerate(
         zip(session.plays, _timings(session, start_ts, rng_seed), strict=True)
     ):
-        base = f"{session.session_id}-{i:03d}"
+        base = event_id_base(session.session_id, i)
         events.append(
             TrackStart(
                 event_type="track_start",
@@ -360,6 +361,17 @@ def session_events(
         )
         reason_start = reason_end
     return events
+
+
+def event_id_base(session_id: str, index: int) -> str:
+    """``<session_id>-<index:03d>``, the stem of the ids of a session's ``index``-th play; when
+    that and a 2-character suffix would pass the id limit, the session id is replaced by a
+    digest of it (32 hex digits), so every session's event ids stay valid and distinct."""
+    base = f"{session_id}-{index:03d}"
+    if len(base) + 2 <= MAX_ID_CHARS:
+        return base
+    digest = hashlib.blake2b(session_id.encode(), digest_size=16).hexdigest()
+    return f"{digest}-{index:03d}"
 
 
 def session_records(

@@ -9,25 +9,69 @@ The JSON Schema files under ``schemas/`` are generated from these models
 
 Parsing is data, not exceptions: :func:`parse_play_event` returns either an event or a
 :class:`Rejection` that names the error class and a human-readable reason.
+
+Ids (``event_id``, ``user_id``, ``session_id``, ``track_id``) are opaque: any string of 1 to 128
+characters, where a character is a Unicode code point (as ``len`` in Python and JSON Schema's
+``maxLength`` count; not UTF-16 units, not bytes: at most 512 UTF-8 bytes). Only control
+characters (category Cc: U+0000-U+001F, U+007F-U+009F) are refused. Lone surrogates are not
+characters and cannot be UTF-8: a raw one is invalid JSON, an escaped one (``"\\ud800"``) is
+refused with a reason naming the field. Ids are compared exactly (no trimming, no Unicode
+normalization). Where an id goes into a Redis key it is escaped (:mod:`nowplaying.keys`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION: Final = 1
 
-#: Identifiers: 1..128 characters, no whitespace, no braces (Redis hash tags), no control chars.
-ID_PATTERN: Final = r"^[A-Za-z0-9_.:@+=\-]{1,128}$"
+#: Longest id, in characters (Unicode code points).
+MAX_ID_CHARS: Final = 128
+#: What an id may hold (JSON Schema ``pattern``, also the API's): anything but control
+#: characters. The length (1..MAX_ID_CHARS) is checked apart, as ``minLength``/``maxLength``:
+#: a quantifier in the pattern would count UTF-16 units in JavaScript validators.
+ID_PATTERN: Final = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 MIN_TS_MS: Final = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_TS_MS: Final = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 
-Identifier = Annotated[str, StringConstraints(strict=True, pattern=ID_PATTERN, max_length=128)]
+
+def _no_control_characters(value: str) -> str:
+    found = _CONTROL.search(value)
+    if found is not None:
+        raise PydanticCustomError(
+            "id_control_character",
+            "control character U+{code} at position {position} is not allowed in an id",
+            {"code": f"{ord(found.group()):04X}", "position": found.start()},
+        )
+    return value
+
+
+#: What the schema says of every id.
+_ID_RULE: Final = "Opaque id: 1-128 characters (Unicode code points), no control characters."
+#: An id of the contract (see the module's docstring).
+Identifier = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=MAX_ID_CHARS),
+    AfterValidator(_no_control_characters),
+    Field(description=_ID_RULE, json_schema_extra={"pattern": ID_PATTERN}),
+]
 TimestampMs = Annotated[int, Field(strict=True, ge=MIN_TS_MS, lt=MAX_TS_MS)]
 ShortText = Annotated[str, StringConstraints(strict=True, max_length=64)]
 Millis = Annotated[int, Field(strict=True, ge=0, le=86_400_000)]
@@ -37,7 +81,7 @@ class _PlayEventBase(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     schema_version: Literal[1] = 1
-    event_id: Identifier = Field(description="Unique id of the event; the dedupe key.")
+    event_id: Identifier = Field(description=f"Unique id of the event; the dedupe key. {_ID_RULE}")
     user_id: Identifier
     session_id: Identifier
     track_id: Identifier
@@ -217,6 +261,9 @@ def _rejection_from(exc: ValidationError, raw: bytes) -> Rejection:
     first = errors[0] if errors else {"type": "unknown", "loc": (), "msg": str(exc)}
     kind = str(first.get("type", ""))
     if kind == "json_invalid":
+        lone = _lone_surrogate(raw)
+        if lone is not None:
+            return lone
         return Rejection("invalid_json", f"not valid JSON: {first.get('msg', '')}"[:500])
     if kind in {"model_attributes_type", "model_type", "dict_type"}:
         return Rejection("invalid_schema", "the message is not a JSON object")
@@ -235,6 +282,27 @@ def _rejection_from(exc: ValidationError, raw: bytes) -> Rejection:
         for e in errors[:5]
     )
     return Rejection("invalid_schema", detail[:500] or f"{where}: invalid")
+
+
+def _lone_surrogate(raw: bytes) -> Rejection | None:
+    """JSON that escapes a lone surrogate (``"\\ud800"``) in a field: well-formed JSON text
+    whose string is not Unicode text (our parser refuses it as invalid JSON), so the reason
+    names the field instead. Only looked for once the message has failed to parse."""
+    if b"\\u" not in raw:
+        return None
+    try:
+        value: Any = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    for name, field in value.items():
+        found = _SURROGATE.search(field) if isinstance(field, str) else None
+        if found is not None:
+            code, position = f"{ord(found.group()):04X}", found.start()
+            reason = f"{name}: lone surrogate U+{code} at position {position} is not a character"
+            return Rejection("invalid_schema", f"{reason} (it cannot be UTF-8)"[:500])
+    return None
 
 
 def _event_type_reason(raw: bytes) -> str:

@@ -74,7 +74,11 @@ class Settings(BaseSettings):
     redis_username: str | None = Field(None, description="Redis ACL user.")
     redis_password: SecretStr | None = Field(None, description="Redis password.")
     redis_ssl_ca_certs: Path | None = Field(None, description="CA bundle for rediss:// URLs.")
-    redis_key_prefix: str = Field("np", description="Prefix of every Redis key.")
+    redis_key_prefix: str = Field(
+        "np",
+        pattern=r"^[^{}]*$",
+        description="Prefix of every Redis key (no braces: keys carry Redis Cluster hash tags).",
+    )
 
     # --- Models and data -----------------------------------------------------------------
     model_dir: Path = Field(

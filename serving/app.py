@@ -24,12 +24,13 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.store import FeatureReader, RedisFeatureReader
 from models.registry import registry_status
 from nowplaying.clients import AsyncRedisClient, async_redis_client
-from nowplaying.events import ID_PATTERN, RecommendationMessage
+from nowplaying.events import ID_PATTERN, MAX_ID_CHARS, RecommendationMessage
 from nowplaying.keys import Keys
 from nowplaying.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from nowplaying.readiness import Readiness, redis_status
@@ -48,24 +49,49 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
+
+class IdConvertor(Convertor[str]):
+    """A path parameter holding an id: anything, ``/`` and newlines included (validation
+    refuses control characters with a 422 afterwards).
+
+    The server decodes the path (``%2F`` too) before routing, so a plain ``{user_id}`` (no
+    ``/``) does not match an id holding ``/`` and ``{user_id:path}`` (``.*``) not one holding a
+    newline. Each route ends with its own fixed segment, so the match is still exact.
+    """
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id", IdConvertor())
+#: How a path takes an id: percent-encoded (UTF-8), ``/`` as ``%2F``.
+_ID_IN_PATH = (
+    "Any 1-128 characters but control characters, percent-encoded as UTF-8 ('/' as %2F). "
+    "'.' and '..' cannot be sent by clients that remove dot segments (browsers)."
+)
 UserId = Annotated[
     str,
     PathParam(
         min_length=1,
-        max_length=128,
+        max_length=MAX_ID_CHARS,
         pattern=ID_PATTERN,
-        description="Listener id.",
-        examples=["u-1"],
+        description=f"Listener id. {_ID_IN_PATH}",
+        examples=["u-1", "ユーザー 3"],
     ),
 ]
 SessionId = Annotated[
     str,
     PathParam(
         min_length=1,
-        max_length=128,
+        max_length=MAX_ID_CHARS,
         pattern=ID_PATTERN,
-        description="Session id.",
-        examples=["s-1"],
+        description=f"Session id. {_ID_IN_PATH}",
+        examples=["s-1", "listener@example.com/2026-11-29"],
     ),
 ]
 
@@ -155,7 +181,7 @@ def api_routes(settings: Settings, auth: Auth) -> APIRouter:
     read = [auth.needs("read")]
 
     @router.get(
-        "/users/{user_id}/recommendations",
+        "/users/{user_id:id}/recommendations",
         response_model=RecommendationMessage,
         responses=error_responses(404),
         dependencies=read,
@@ -168,7 +194,7 @@ def api_routes(settings: Settings, auth: Auth) -> APIRouter:
         return latest
 
     @router.get(
-        "/sessions/{session_id}/features",
+        "/sessions/{session_id:id}/features",
         response_model=SessionFeatures,
         responses=error_responses(404),
         dependencies=read,
@@ -181,7 +207,7 @@ def api_routes(settings: Settings, auth: Auth) -> APIRouter:
         return SessionFeatures(session_id=session_id, features=features)
 
     @router.get(
-        "/users/{user_id}/now-playing",
+        "/users/{user_id:id}/now-playing",
         response_model=NowPlaying,
         responses=error_responses(404),
         dependencies=read,
@@ -194,7 +220,7 @@ def api_routes(settings: Settings, auth: Auth) -> APIRouter:
         return view
 
     @router.get(
-        "/users/{user_id}/live",
+        "/users/{user_id:id}/live",
         response_class=EventSourceResponse,
         dependencies=[auth.needs_stream("read")],
         summary="Server-sent 'snapshot' events (a NowPlaying JSON) whenever the view changes",
@@ -365,9 +391,10 @@ class MetricsMiddleware:
 
 
 def route_label(scope: Scope) -> str:
-    """The matched route's template, e.g. ``/v1/users/{user_id}/recommendations``."""
+    """The matched route's template, e.g. ``/v1/users/{user_id}/recommendations`` (without
+    the ``:id`` convertor, as in the OpenAPI document)."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None)
     if isinstance(path, str):
         return path
     if str(scope.get("path", "")).startswith("/static/"):

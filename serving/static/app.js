@@ -1,5 +1,6 @@
 // nowplaying live page: watch one listener's session and Now Playing list, pushed by SSE.
-// Plain DOM, no build step. Every value from the server goes in through textContent.
+// Plain DOM, no build step. Every value from the server goes in through textContent (never
+// innerHTML): ids are opaque text that may hold anything but control characters.
 //
 // Access: the API token is given once (the token field, or the page opened as /#token=...),
 // kept in this script's memory only (never in storage, the fragment is removed from the
@@ -8,7 +9,8 @@
 // (POST /v1/stream-tokens) that goes in the stream's URL.
 "use strict";
 
-const ID_PATTERN = /^[A-Za-z0-9_.:@+=\-]{1,128}$/;
+const CONTROL = /[\u0000-\u001F\u007F-\u009F]/;
+const MAX_ID_CHARS = 128; // code points, as the contract counts them (not UTF-16 units)
 const OUTCOME_LABEL = { listened: "listened", skip_late: "skipped late", skip_early: "skipped early" };
 const $ = (id) => document.getElementById(id);
 
@@ -186,10 +188,27 @@ function render(view) {
   document.title = view.now_playing ? `▶ ${view.now_playing.track_id} · nowplaying` : "nowplaying · live";
 }
 
+// Why the page cannot watch this id, or null when it can.
+function idProblem(user) {
+  const chars = [...user].length;
+  if (chars < 1 || chars > MAX_ID_CHARS) return "A user id is 1-128 characters.";
+  if (CONTROL.test(user)) return "A user id holds no control characters.";
+  if (/\p{Cs}/u.test(user)) return "A user id holds no lone surrogates."; // not UTF-8
+  // URLs drop "." and ".." path segments, even percent-encoded: the API cannot be asked here.
+  if (user === "." || user === "..") return `The id "${user}" cannot be watched from a browser.`;
+  return null;
+}
+
+// The id as one path segment of an API URL ("/" and every other reserved character encoded).
+function idPath(user) {
+  return encodeURIComponent(user);
+}
+
 function watch(user) {
-  if (!ID_PATTERN.test(user)) {
+  const problem = idProblem(user);
+  if (problem) {
     $("picker-error").hidden = false;
-    $("picker-error").textContent = "A user id is 1-128 characters: letters, digits and _ . : @ + = -";
+    $("picker-error").textContent = problem;
     return;
   }
   $("picker-error").hidden = true;
@@ -235,7 +254,7 @@ async function connect() {
   }
   if (current !== connection) return; // another listener was picked meanwhile
   const stream = new EventSource(
-    `/v1/users/${encodeURIComponent(user)}/live?stream_token=${encodeURIComponent(grant.token)}`);
+    `/v1/users/${idPath(user)}/live?stream_token=${encodeURIComponent(grant.token)}`);
   source = stream;
   stream.addEventListener("open", () => setStatus("live", `live · ${user}`));
   stream.addEventListener("snapshot", (e) => {
@@ -295,7 +314,7 @@ function useToken(token) {
 document.addEventListener("DOMContentLoaded", () => {
   $("picker").addEventListener("submit", (e) => {
     e.preventDefault();
-    watch($("user-input").value.trim());
+    watch($("user-input").value); // as typed: spaces are part of an id
   });
   $("token-form").addEventListener("submit", (e) => {
     e.preventDefault();

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -213,3 +214,49 @@ def test_a_wrong_token_or_one_without_the_read_scope_is_a_clear_error(
     page.wait_for("document.getElementById('status').dataset.state === 'unauthorized'")
     state = auth_state(page)
     assert says in state["banner"] and state["tracks"] == []
+
+
+#: Ids that once were refused, or that would break a page that built HTML or URLs from them.
+HOSTILE_USER = 'ユーザー <img src=x onerror="window.__pwned=1"> 100%/{x}?#'
+SHOWN_TEXT = """(() => {
+  const texts = (selector) => [...document.querySelectorAll(selector)].map((d) => d.textContent);
+  return JSON.stringify({
+    pwned: window.__pwned === 1,
+    images: document.querySelectorAll('img, b').length,
+    input: document.getElementById('user-input').value,
+    facts: texts('#session-facts dd'),
+    nowText: document.querySelector('#now-playing .track').textContent,
+    recTexts: texts('#recs .track'),
+    status: document.getElementById('status').textContent,
+  });
+})()"""
+HOSTILE_TRACKS = ('<b>bold</b> & "quoted"', "🎵 /../%2F{tag}", "it's\u00a0here")
+
+
+def test_the_page_shows_opaque_ids_as_text_and_asks_the_api_for_them_encoded(
+    page: Page, settings_factory: SettingsFactory
+) -> None:
+    settings = settings_factory(
+        create_topics=False, api_live_poll_seconds=0.2, api_tokens=API_TOKENS
+    )
+    sid = "session {1} / ünïcödé"
+    events = session(HOSTILE_USER, sid, [True, None])
+    events = [
+        e.model_copy(update={"track_id": HOSTILE_TRACKS[i // 2]}) for i, e in enumerate(events)
+    ]
+    start = events[-1]
+    assert isinstance(start, TrackStart)
+    store_like_the_worker(settings, events, [list_for(start, HOSTILE_TRACKS[1:])])
+
+    with running_api(settings) as base:
+        page.navigate(f"{base}/?user={quote(HOSTILE_USER, safe='')}#token={READER.token}")
+        wait_for_trigger(page, start.event_id, timeout=30)
+        state = page_state(page)
+        shown = json.loads(page.evaluate(SHOWN_TEXT))
+    assert not shown["pwned"] and shown["images"] == 0  # nothing became markup
+    assert shown["input"] == HOSTILE_USER
+    assert shown["facts"][:2] == [HOSTILE_USER, sid]
+    assert shown["nowText"] == state["nowPlaying"] == HOSTILE_TRACKS[1]
+    assert shown["recTexts"] == state["tracks"] == list(HOSTILE_TRACKS[1:])
+    assert state["plays"] == [[HOSTILE_TRACKS[1], "playing"], [HOSTILE_TRACKS[0], "skip_early"]]
+    assert shown["status"] == f"live · {HOSTILE_USER}"

@@ -77,7 +77,9 @@ def test_recommendations_are_the_users_latest_list(settings: Settings, api: Test
     )
     error = error_of(api.get("/v1/users/u-unknown/recommendations"), 404, "not_found")
     assert error["details"] == {"user_id": "u-unknown"}
-    error_of(api.get("/v1/users/u%201/recommendations"), 422, "invalid_request")
+    error = error_of(api.get("/v1/users/u%201/recommendations"), 404, "not_found")
+    assert error["details"] == {"user_id": "u 1"}  # a valid id, decoded
+    error_of(api.get("/v1/users/u%0A1/recommendations"), 422, "invalid_request")
 
 
 def test_session_features_equal_the_offline_features(settings: Settings, api: TestClient) -> None:

@@ -2,8 +2,9 @@
 in cluster mode, joined with ``redis-cli --cluster create``), the worker and the API pointed at
 it with ``redis_cluster=true``.
 
-Each session's keys carry the session id as a hash tag, so they (and the Lua script that
-touches them all) live in one slot; the sessions spread over all three masters. The replay
+Each session's keys carry the (escaped) session id as a hash tag, so they (and the Lua script
+that touches them all) live in one slot; the sessions spread over all three masters. A fifth of
+the sessions have ids holding braces, spaces, quotes, ``%``, ``/`` and other scripts. The replay
 invariant holds as on a single Redis.
 """
 
@@ -12,13 +13,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 from redis import Redis
 from redis.crc import key_slot
 
-from nowplaying.keys import Keys
+from nowplaying.events import TrackEnd, TrackStart
+from nowplaying.keys import Keys, escape_id
 from streams.replay import interleave
 from tests.conftest import SettingsFactory
 from tests.support.api_server import running_api, shared_small_model
@@ -34,6 +37,8 @@ from tests.support.pipeline import (
 )
 
 pytestmark = pytest.mark.slow
+
+PlayEvent = TrackStart | TrackEnd
 
 
 @pytest.fixture
@@ -61,7 +66,10 @@ def test_replay_against_a_3_master_redis_cluster(
         api_tokens=API_TOKENS,
     )
     assert sorted(redis_cluster.slots_by_node().values()) == [5461, 5461, 5462]
-    sessions = real_session_events(settings, 100, skip=2000)
+    sessions = [
+        with_ids(events, f"ユーザー {{{i}}}", f'{{s}} {i} / "%7B" }}{{') if i % 5 == 0 else events
+        for i, events in enumerate(real_session_events(settings, 100, skip=2000))
+    ]
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         assert_healthy(worker)
         sent, _ = produce(settings, interleave(sessions, 50, seed=16))
@@ -90,15 +98,12 @@ def test_replay_against_a_3_master_redis_cluster(
 
     last = sent[-1]
     with running_api(settings) as base_url:
+        user, sid = quote(last.user_id, safe=""), quote(last.session_id, safe="")
         recs_resp = httpx.get(
-            f"{base_url}/v1/users/{last.user_id}/recommendations",
-            headers=READER.headers,
-            timeout=10,
+            f"{base_url}/v1/users/{user}/recommendations", headers=READER.headers, timeout=10
         )
         feats = httpx.get(
-            f"{base_url}/v1/sessions/{last.session_id}/features",
-            headers=READER.headers,
-            timeout=10,
+            f"{base_url}/v1/sessions/{sid}/features", headers=READER.headers, timeout=10
         )
         ready = httpx.get(f"{base_url}/readyz", timeout=10)
 
@@ -109,7 +114,10 @@ def test_replay_against_a_3_master_redis_cluster(
         session_keys_per_master=dict(per_node),
     )
     assert report.lists_distinct == report.track_starts == len(starts_of(sent))
-    assert all(len(slots) == 1 for slots in slots_per_session.values())
+    assert all(
+        slots == {key_slot(escape_id(sid).encode())} for sid, slots in slots_per_session.items()
+    )
+    assert sum("{" in sid for sid in session_ids) == 20
     assert len(per_node) == 3 and min(per_node.values()) > 0.15 * sum(per_node.values())
     assert ready.status_code == 200, ready.text
     assert recs_resp.status_code == 200 and recs_resp.json()["user_id"] == last.user_id
@@ -117,6 +125,11 @@ def test_replay_against_a_3_master_redis_cluster(
     assert feats.json()["features"]["last_ts"] == max(
         e.ts for e in sent if e.session_id == last.session_id
     )
+
+
+def with_ids(events: list[PlayEvent], user_id: str, session_id: str) -> list[PlayEvent]:
+    """The session's events under other user and session ids."""
+    return [e.model_copy(update={"user_id": user_id, "session_id": session_id}) for e in events]
 
 
 def session_keys_per_node(cluster: RedisClusterProcesses, prefix: str) -> Counter[int]:

@@ -1,8 +1,9 @@
 """Hypothesis strategies for messages that are NOT valid play events.
 
 Each strategy yields a :class:`BadMessage`: the raw bytes a producer might put on the
-``play-events`` topic, the family of fault it represents, and the error classes
-:func:`nowplaying.events.parse_play_event` may answer with. The unit property test checks the
+``play-events`` topic, the family of fault it represents, the error classes
+:func:`nowplaying.events.parse_play_event` may answer with, and the field it broke (when one
+field was). The unit property test checks the
 parser on them; the integration test produces them between real events and checks the worker
 dead-letters each one with a reason and keeps going.
 """
@@ -10,13 +11,13 @@ dead-letters each one with a reason and keeps going.
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any, Final, NamedTuple
 
 from hypothesis import strategies as st
 
-from nowplaying.events import ID_PATTERN, MAX_TS_MS, MIN_TS_MS
+from nowplaying.events import MAX_TS_MS, MIN_TS_MS
+from tests.support.ids import is_valid_id, opaque_ids
 
 #: Every error class the parser uses; a bad message may get any of them.
 ANY_REJECTION: Final = frozenset(
@@ -29,7 +30,6 @@ ANY_REJECTION: Final = frozenset(
     }
 )
 
-_ID_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@+=-"
 _MAX_BYTES: Final = 16384
 
 
@@ -37,10 +37,12 @@ class BadMessage(NamedTuple):
     family: str
     raw: bytes
     expected: frozenset[str]  # error classes the parser may answer with
+    field: str | None = None  # the one field made wrong or deleted, if that is the fault
 
 
 def identifiers() -> st.SearchStrategy[str]:
-    return st.text(alphabet=_ID_ALPHABET, min_size=1, max_size=24)
+    """Valid ids (any script, spaces, braces, quotes...), short to keep messages small."""
+    return opaque_ids(max_size=24)
 
 
 @st.composite
@@ -116,7 +118,8 @@ _WRONG_VALUES: Final[list[object]] = [
 
 @st.composite
 def wrong_types(draw: st.DrawFn) -> BadMessage:
-    """A required field with a value of the wrong type (or a malformed id), or missing."""
+    """A required field with a value of the wrong type (or a malformed id), or missing; the
+    message carries the field."""
     event = draw(valid_event_dicts())
     required = ["event_id", "user_id", "session_id", "track_id", "ts", "event_type"]
     if event["event_type"] == "track_end":
@@ -125,8 +128,8 @@ def wrong_types(draw: st.DrawFn) -> BadMessage:
     current = event[field]
     choices = [v for v in _WRONG_VALUES if not _same_json(v, current)]
     if field in {"event_id", "user_id", "session_id", "track_id"}:
-        choices = [v for v in choices if not _is_identifier(v)]
-        choices += ["has space", "{brace}", "new\nline", "é", "a" * 129]
+        choices = [v for v in choices if not is_valid_id(v)]
+        choices += ["new\nline", "nul\x00", "c1\x85", "del\x7f", "a" * 129, "\U0001f3b5" * 129]
     if draw(st.booleans()):
         event[field] = draw(st.sampled_from(choices))
     else:
@@ -134,11 +137,7 @@ def wrong_types(draw: st.DrawFn) -> BadMessage:
     expected = {"invalid_schema"}
     if field == "event_type":
         expected.add("unknown_event_type")
-    return BadMessage("wrong_types", encode(event), frozenset(expected))
-
-
-def _is_identifier(value: object) -> bool:
-    return isinstance(value, str) and re.fullmatch(ID_PATTERN, value) is not None
+    return BadMessage("wrong_types", encode(event), frozenset(expected), field)
 
 
 def _same_json(a: object, b: object) -> bool:
@@ -153,11 +152,11 @@ def huge_strings(draw: st.DrawFn) -> BadMessage:
     if how == "id":
         field = draw(st.sampled_from(["event_id", "user_id", "session_id", "track_id"]))
         event[field] = "x" * draw(st.integers(129, 4000))
-        return BadMessage("huge_strings", encode(event), frozenset({"invalid_schema"}))
+        return BadMessage("huge_strings", encode(event), frozenset({"invalid_schema"}), field)
     if how == "text":
         field = draw(st.sampled_from(["reason_start", "reason_end", "context_type"]))
         event[field] = "y" * draw(st.integers(65, 4000))
-        return BadMessage("huge_strings", encode(event), frozenset({"invalid_schema"}))
+        return BadMessage("huge_strings", encode(event), frozenset({"invalid_schema"}), field)
     event["padding"] = "z" * draw(st.integers(_MAX_BYTES, 3 * _MAX_BYTES))
     return BadMessage("huge_strings", encode(event), frozenset({"payload_too_large"}))
 
@@ -174,7 +173,7 @@ def bad_timestamps(draw: st.DrawFn) -> BadMessage:
             st.integers(1_000_000_000, 4_102_444_800),  # epoch seconds, not ms
         )
     )
-    return BadMessage("bad_timestamps", encode(event), frozenset({"invalid_schema"}))
+    return BadMessage("bad_timestamps", encode(event), frozenset({"invalid_schema"}), "ts")
 
 
 @st.composite

@@ -112,7 +112,11 @@ def test_a_replayed_track_is_a_new_play_and_an_orphan_end_is_kept() -> None:
         "/v1/users/{bad}/live",
     ],
 )
-@pytest.mark.parametrize("bad", ["a" * 129, "has space", "br{ace}", "semi;colon", "%C3%A9"])
+@pytest.mark.parametrize(
+    "bad",
+    ["", "a" * 129, "%F0%9F%8E%B5" * 129, "new%0Aline", "nul%00", "tab%09", "c1%C2%85"],
+    ids=["empty", "129", "129-emoji", "newline", "nul", "tab", "c1-control"],
+)
 def test_bad_ids_are_422_before_any_redis_call(client: TestClient, path: str, bad: str) -> None:
     response = client.get(path.format(bad=bad))
     assert response.status_code == 422
@@ -120,10 +124,32 @@ def test_bad_ids_are_422_before_any_redis_call(client: TestClient, path: str, ba
     assert error["details"][0]["loc"][:1] == ["path"]
 
 
-def test_longest_valid_id_passes_validation(client: TestClient) -> None:
-    # 128 characters is valid: the request gets past validation and fails on Redis instead.
-    response = client.get("/v1/users/" + "u" * 128 + "/recommendations")
-    assert response.status_code == 503
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/users/{id}/recommendations", "/v1/sessions/{id}/features", "/v1/users/{id}/now-playing"],
+)
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "u" * 128,
+        "%F0%9F%8E%B5" * 128,  # 128 characters (256 UTF-16 units, 512 bytes)
+        "has%20space",
+        "br%7Bace%7D",
+        "semi;colon",
+        "%C3%A9",
+        "a%2Fb",  # '/' in an id
+        "x%2Frecommendations",
+        "%25%22%27",
+        "%2E%2E",
+    ],
+)
+def test_any_id_without_control_characters_passes_validation(
+    client: TestClient, path: str, encoded: str
+) -> None:
+    # Valid ids get past validation and fail on Redis instead (it is down here).
+    response = client.get(path.format(id=encoded))
+    assert response.status_code == 503, response.text
+    assert _assert_error(response.json(), "dependency_unavailable")
 
 
 def test_bad_query_parameter_is_422(client: TestClient) -> None:
@@ -181,12 +207,14 @@ def _requests_count(route: str, status: str) -> float:
 
 def test_requests_are_counted_by_route_template_not_raw_path(client: TestClient) -> None:
     template = "/v1/users/{user_id}/recommendations"
-    before = _requests_count(template, "422")
-    client.get("/v1/users/bad id/recommendations")
+    before = _requests_count(template, "422"), _requests_count(template, "503")
+    client.get("/v1/users/bad%0Aid/recommendations")
     client.get("/v1/users/other bad/recommendations")
-    assert _requests_count(template, "422") == before + 2
+    client.get("/v1/users/third%2Fbad/recommendations")
+    assert _requests_count(template, "422") == before[0] + 1
+    assert _requests_count(template, "503") == before[1] + 2
     text = client.get("/metrics").text
-    assert "bad id" not in text and "other bad" not in text
+    assert "bad" not in text
     client.get("/healthz")
     text = client.get("/metrics").text
     assert 'nowplaying_http_request_duration_seconds_count{route="/healthz"}' in text

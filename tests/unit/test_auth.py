@@ -161,9 +161,9 @@ def test_a_caller_without_a_valid_token_is_refused_before_any_parameter_is_valid
     reader, reader_entry = mint_token("dash", ["read"])
     settings = isolated_settings(api_tokens=reader_entry.entry, redis_url="redis://127.0.0.1:1/0")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        for path in ("/v1/users/bad%20id/recommendations", "/v1/users/bad%20id/live"):
+        for path in ("/v1/users/bad%0Aid/recommendations", "/v1/users/bad%0Aid/live"):
             assert client.get(path).status_code == 401
             with_token = client.get(path, headers={"Authorization": f"Bearer {reader}"})
             assert with_token.status_code == 422
         assert client.get("/v1/users", params={"limit": 0}).status_code == 401
-        assert client.post("/v1/sessions/bad%20id/steer").status_code == 401
+        assert client.post("/v1/sessions/bad%0Aid/steer").status_code == 401

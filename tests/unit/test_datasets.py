@@ -111,6 +111,30 @@ def test_session_events_are_valid_contract_events_consistent_with_outcomes() -> 
         assert parse_play_event(event.model_dump_json().encode()) == event
 
 
+@pytest.mark.parametrize(
+    "session_id",
+    ["x" * 120 + "12345678", "ユ" * 128, "s" * 122, "s" * 123],
+    ids=["128-ascii", "128-katakana", "longest-kept", "first-digested"],
+)
+def test_event_ids_of_sessions_with_long_ids_stay_valid_and_distinct(
+    session_id: str, tmp_path: Path
+) -> None:
+    session = Session(
+        session_id, "ユーザー 3", (Play("t 1", "listened"), Play("t/2", "skip_early"))
+    )
+    events = session_events(session, start_ts=1_795_824_000_000)
+    ids = [e.event_id for e in events]
+    assert len(set(ids)) == 4 and all(len(i) <= 128 for i in ids)
+    assert ids[0].startswith(session_id) == (len(session_id) <= 122)
+    other = Session(session_id[:-1] + "!", "u", session.plays)
+    assert set(ids).isdisjoint(e.event_id for e in session_events(other))
+    for event in events:  # and the replay's wire format takes them
+        assert parse_play_event(event.model_dump_json().encode()) == event
+    path = tmp_path / "events.jsonl"
+    write_play_events_jsonl([session], path, start_ts=1_795_824_000_000)
+    assert load_play_events_jsonl(path) == [session]
+
+
 def test_session_events_are_deterministic_per_seed() -> None:
     session = synthetic_sessions(1, seed=3)[0]
     assert session_events(session, 1_795_824_000_000) == session_events(session, 1_795_824_000_000)

@@ -138,28 +138,104 @@ def test_timestamp_bounds_are_inclusive_below_exclusive_above(ts: int) -> None:
     assert isinstance(parse_play_event(raw(START | {"ts": ts})), TrackStart)
 
 
-@pytest.mark.parametrize("field", ["event_id", "user_id", "session_id", "track_id"])
-def test_ids_longer_than_128_are_invalid(field: str) -> None:
+ID_FIELDS = ("event_id", "user_id", "session_id", "track_id")
+
+
+@pytest.mark.parametrize("field", ID_FIELDS)
+def test_ids_longer_than_128_characters_are_invalid(field: str) -> None:
     assert isinstance(parse_play_event(raw(START | {field: "a" * 128})), TrackStart)
     result = rejected(raw(START | {field: "a" * 129}))
     assert result.error_class == "invalid_schema"
-    assert field in result.reason
+    assert result.reason.startswith(f"{field}: ")
+    assert "at most 128 characters" in result.reason
 
 
-@pytest.mark.parametrize(
-    "bad_id", ["", "has space", "brace{tag}", "tab\tin", "new\nline", "slash/x", "ümlaut", "a,b"]
-)
-def test_ids_with_bad_characters_are_invalid(bad_id: str) -> None:
-    result = rejected(raw(START | {"user_id": bad_id}))
+@pytest.mark.parametrize("field", ID_FIELDS)
+def test_id_length_counts_code_points_not_utf16_units_or_bytes(field: str) -> None:
+    emoji = "\U0001f3b5"  # 1 code point, 2 UTF-16 units, 4 UTF-8 bytes
+    event = parse_play_event(raw(START | {field: emoji * 128}))
+    assert isinstance(event, TrackStart)
+    assert getattr(event, field) == emoji * 128
+    assert rejected(raw(START | {field: emoji * 129})).reason.startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("field", ID_FIELDS)
+def test_empty_ids_are_invalid(field: str) -> None:
+    result = rejected(raw(START | {field: ""}))
     assert result.error_class == "invalid_schema"
-    assert "user_id" in result.reason
+    assert result.reason.startswith(f"{field}: ")
 
 
 @pytest.mark.parametrize(
-    "good_id", ["A-z_0.9:x@y+z=w", "u", "spotify:track:4uLU6hMCjMI75M1A2tKUQC"]
+    "good_id",
+    [
+        "A-z_0.9:x@y+z=w",
+        "u",
+        "spotify:track:4uLU6hMCjMI75M1A2tKUQC",
+        "ユーザー-3",
+        "user with space 4",
+        "x" * 120 + "12345678",
+        "listener@example.com",
+        "2f1e6c1a-7d3b-4c8e-9a0f-5b6d7e8f9a0b",
+        "brace{tag}",
+        "quote\"and'apostrophe",
+        "slash/x",
+        "a,b;c",
+        "100%",
+        " edge spaces ",
+        "ümlaut",
+        "\u00a0nbsp\u2028line-separator\u200dzwj",
+        "\U0001f3b5",
+        "<script>alert(1)</script>",
+        ".",
+    ],
 )
-def test_ids_with_allowed_characters_are_valid(good_id: str) -> None:
-    assert isinstance(parse_play_event(raw(START | {"track_id": good_id})), TrackStart)
+@pytest.mark.parametrize("field", ID_FIELDS)
+def test_any_text_is_a_valid_id(field: str, good_id: str) -> None:
+    event = parse_play_event(json.dumps(START | {field: good_id}, ensure_ascii=False).encode())
+    assert isinstance(event, TrackStart)
+    assert getattr(event, field) == good_id  # as sent: not trimmed, not normalized
+
+
+@pytest.mark.parametrize(
+    ("bad_id", "code", "position"),
+    [
+        ("new\nline", "000A", 3),
+        ("tab\tin", "0009", 3),
+        ("\x00", "0000", 0),
+        ("del\x7f", "007F", 3),
+        ("c1\x85", "0085", 2),
+        ("c1\x9f", "009F", 2),
+    ],
+)
+@pytest.mark.parametrize("field", ID_FIELDS)
+def test_ids_with_control_characters_are_invalid_naming_field_and_character(
+    field: str, bad_id: str, code: str, position: int
+) -> None:
+    result = rejected(raw(START | {field: bad_id}))
+    assert result.error_class == "invalid_schema"
+    assert result.reason == (
+        f"{field}: control character U+{code} at position {position} is not allowed in an id"
+    )
+
+
+@pytest.mark.parametrize("field", ID_FIELDS)
+def test_ids_with_an_escaped_lone_surrogate_are_invalid_naming_the_field(field: str) -> None:
+    payload = raw(START | {field: "ok\ud800"})  # json.dumps writes the escape \ud800
+    assert b"\\ud800" in payload
+    result = rejected(payload)
+    assert result.error_class == "invalid_schema"
+    assert result.reason.startswith(f"{field}: lone surrogate U+D800 at position 2")
+
+
+def test_a_lone_surrogate_in_raw_bytes_is_invalid_json() -> None:
+    payload = raw(START).replace(b'"u-1"', b'"u-\xed\xa0\x80"')  # not UTF-8
+    assert rejected(payload).error_class == "invalid_json"
+
+
+def test_an_escaped_surrogate_pair_is_one_valid_character() -> None:
+    event = parse_play_event(raw(START | {"track_id": "\U0001f3b5"}))  # \ud83c\udfb5
+    assert isinstance(event, TrackStart) and event.track_id == "\U0001f3b5"
 
 
 def test_short_text_fields_longer_than_64_are_invalid() -> None:

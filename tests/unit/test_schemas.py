@@ -100,16 +100,43 @@ def test_play_event_examples_parse_as_their_own_type(model: type[Any]) -> None:
     [
         {"event_type": "track_pause"},
         {"ts": "1764355200000"},
-        {"user_id": "has space"},
+        {"user_id": "new\nline"},
+        {"session_id": "c1\x85"},
+        {"user_id": ""},
         {"track_id": "x" * 129},
+        {"track_id": "\U0001f3b5" * 129},
         {"schema_version": 2},
     ],
-    ids=["event_type", "ts-string", "id-chars", "id-length", "schema_version"],
+    ids=[
+        "event_type",
+        "ts-string",
+        "id-control",
+        "id-c1-control",
+        "id-empty",
+        "id-length",
+        "id-length-code-points",
+        "schema_version",
+    ],
 )
 def test_schema_and_parser_agree_on_invalid_play_events(change: dict[str, Any]) -> None:
     event = examples_of(TrackStart)[0] | change
     assert not validator("play-event.schema.json").is_valid(event)
     assert not isinstance(parse_play_event(json.dumps(event).encode()), TrackStart)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        {"user_id": "ユーザー-3", "session_id": "user with space 4"},
+        {"track_id": "\U0001f3b5" * 128},  # 128 code points, 256 UTF-16 units
+        {"user_id": "listener@example.com", "track_id": 'br{ace} "quoted" 100%'},
+    ],
+    ids=["unicode-and-space", "128-astral-characters", "email-braces-quotes"],
+)
+def test_schema_and_parser_agree_on_valid_opaque_ids(ids: dict[str, Any]) -> None:
+    event = examples_of(TrackStart)[0] | ids
+    assert validator("play-event.schema.json").is_valid(event)
+    assert isinstance(parse_play_event(json.dumps(event).encode()), TrackStart)
 
 
 def test_track_end_without_skipped_is_invalid_in_schema_and_parser() -> None:
