@@ -262,7 +262,7 @@ def api_routes(settings: Settings, auth: Auth) -> APIRouter:
         )
 
     @router.post(
-        "/sessions/{session_id}/steer",
+        "/sessions/{session_id:id}/steer",
         status_code=501,
         response_model=None,
         responses=error_responses(429, 501),

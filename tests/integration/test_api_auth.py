@@ -57,13 +57,14 @@ ROUTES: dict[tuple[str, str], tuple[str, str, int]] = {
 
 
 def app_routes(app: FastAPI) -> set[tuple[str, str]]:
-    """(method, path) of every route the app serves, mounts included (HEAD aside)."""
+    """(method, path) of every route the app serves, mounts included (HEAD aside); paths as
+    OpenAPI writes them (``{user_id}``, without the ``:id`` path convertor)."""
     found = set()
     for route in iter_route_contexts(app.routes):
         assert route.path is not None
         for method in route.methods or {"GET"}:  # a mount serves GET
             if method != "HEAD":
-                found.add((method, route.path))
+                found.add((method, route.path.replace(":id}", "}")))
     return found
 
 
