@@ -28,7 +28,7 @@ from typing import Final
 import numpy as np
 
 from features.session import Outcome, SessionEvent, outcome_of
-from nowplaying.events import Rejection, TrackEnd, TrackStart, parse_play_event
+from nowplaying.events import PlayEvent, Rejection, TrackEnd, TrackStart, parse_play_event
 from nowplaying.settings import Settings
 
 #: Inferred mapping of the MSSD-derived file's graded skip level (NOT documented by the source).
@@ -318,7 +318,7 @@ def _split_key(seed: int, session_id: str) -> bytes:
 
 def session_events(
     session: Session, start_ts: int = DEFAULT_START_TS, rng_seed: int = 0
-) -> list[TrackStart | TrackEnd]:
+) -> list[PlayEvent]:
     """The session as play events: a ``track_start`` then a ``track_end`` per play.
 
     Event ids are deterministic (``<session_id>-<i:03d>-s`` / ``-e``). Timestamps, durations,
@@ -327,7 +327,7 @@ def session_events(
     ``skipped=false, reason_end="fwdbtn"``; a listened track at its end with
     ``reason_end="trackdone"``. The next track starts when the previous one ends.
     """
-    events: list[TrackStart | TrackEnd] = []
+    events: list[PlayEvent] = []
     reason_start = "clickrow"
     common = {"user_id": session.user_id, "session_id": session.session_id}
     for i, (play, timing) in enumerate(

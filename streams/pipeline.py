@@ -36,10 +36,10 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from features.session import SessionState
 from features.store import Applied, FeatureStore, StoredList
 from nowplaying.events import (
+    PlayEvent,
     Recommendation,
     RecommendationMessage,
     Rejection,
-    TrackEnd,
     TrackStart,
     dead_letter_for,
     parse_play_event,
@@ -50,7 +50,6 @@ from streams.instrumentation import STORED_LIST, PipelineSensor
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-PlayEvent = TrackStart | TrackEnd
 
 
 @dataclass(frozen=True, slots=True)
