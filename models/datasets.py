@@ -51,7 +51,9 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Play:
+class LabelledPlay:
+    """One play of a data set's session: the track and how it ended (the ranker's label)."""
+
     track_id: str
     outcome: Outcome
 
@@ -60,7 +62,7 @@ class Play:
 class Session:
     session_id: str
     user_id: str
-    plays: tuple[Play, ...]
+    plays: tuple[LabelledPlay, ...]
 
 
 # --- MSSD-derived sessions ------------------------------------------------------------------
@@ -75,7 +77,7 @@ def load_mssd(path: Path, limit: int | None = None) -> list[Session]:
     """
     sessions: list[Session] = []
     current: str | None = None
-    plays: list[Play] = []
+    plays: list[LabelledPlay] = []
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -100,16 +102,16 @@ def load_mssd(path: Path, limit: int | None = None) -> list[Session]:
     return sessions
 
 
-def _mssd_play(row: list[str], path: Path, line_no: int) -> tuple[str, Play]:
+def _mssd_play(row: list[str], path: Path, line_no: int) -> tuple[str, LabelledPlay]:
     try:
         session_key, song, level = row[0].strip(), int(row[1]), int(row[3])
         outcome = MSSD_LEVEL_OUTCOME[level]
     except (IndexError, ValueError, KeyError) as exc:
         raise DataError(f"{path}:{line_no}: malformed row {row!r} ({exc})") from exc
-    return session_key, Play(f"mssd-t{song}", outcome)
+    return session_key, LabelledPlay(f"mssd-t{song}", outcome)
 
 
-def _mssd_session(key: str, plays: list[Play]) -> Session:
+def _mssd_session(key: str, plays: list[LabelledPlay]) -> Session:
     return Session(f"mssd-s{key}", f"mssd-u{key}", tuple(plays))
 
 
@@ -144,7 +146,7 @@ def load_play_events_jsonl(path: Path) -> list[Session]:
                 order += 1
     sessions = []
     for session_id, items in ends.items():
-        plays = tuple(Play(e.track_id, outcome_of(e)) for _, _, e in sorted(items))
+        plays = tuple(LabelledPlay(e.track_id, outcome_of(e)) for _, _, e in sorted(items))
         if plays:
             sessions.append(Session(session_id, users[session_id], plays))
     return sessions
@@ -206,11 +208,11 @@ def _synthetic_plays(
     taste: int,
     genre_of: np.ndarray,
     quality: np.ndarray,
-) -> tuple[Play, ...]:
+) -> tuple[LabelledPlay, ...]:
     length = int(rng.integers(10, 21))
     pos = int(rng.integers(0, len(playlist) // 2))
     track = playlist[pos]
-    plays: list[Play] = []
+    plays: list[LabelledPlay] = []
     played: set[int] = set()
     consecutive_skips = 0
     for _ in range(length):
@@ -227,7 +229,7 @@ def _synthetic_plays(
                 ("skip_late" if late else "skip_early"),
                 (consecutive_skips + 1),
             )
-        plays.append(Play(f"syn-t{track + 1}", outcome))
+        plays.append(LabelledPlay(f"syn-t{track + 1}", outcome))
         track, pos = _synthetic_next(rng, playlist, pos, track, genre_of=genre_of, played=played)
     return tuple(plays)
 

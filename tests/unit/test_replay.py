@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.datasets import Play, Session, session_events
+from models.datasets import LabelledPlay, Session, session_events
 from nowplaying.events import PlayEvent
 from streams.replay import event_time_schedule, interleave, replay_events
 from tests.support.settings import isolated_settings
@@ -61,7 +61,7 @@ def test_interleave_starts_the_first_sessions_together_and_mixes_them() -> None:
 
 
 def make_session(i: int, n: int) -> list[PlayEvent]:
-    plays = tuple(Play(f"t{j}", "listened" if j % 2 else "skip_early") for j in range(n))
+    plays = tuple(LabelledPlay(f"t{j}", "listened" if j % 2 else "skip_early") for j in range(n))
     return session_events(Session(f"s{i}", f"u{i}", plays))
 
 
