@@ -45,7 +45,7 @@ from features.rows import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES
 from models.datasets import DataError, Session, fingerprint, load_sessions, split_sessions
 from models.evaluate import Evaluation, evaluate_sessions, summary_table, write_report
 from models.export import INPUT_NAME, TARGET_OPSET, export_onnx, onnx_session
-from models.queries import Query, RankingData, session_queries, training_data
+from models.ranking_queries import Query, RankingData, session_queries, training_data
 from models.recommender import Recommender
 from models.registry import (
     LIGHTGBM_FILE,

@@ -8,7 +8,7 @@ from features.candidates import COLISTEN, POPULAR, SOURCES, TASTE, generate_cand
 from features.context import state_context
 from features.session import SessionEvent, SessionState, fold_events
 from models.datasets import Session, split_sessions, synthetic_sessions
-from models.queries import session_queries
+from models.ranking_queries import session_queries
 
 
 @pytest.fixture(scope="module")

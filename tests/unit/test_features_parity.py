@@ -33,7 +33,7 @@ from models.datasets import (
     split_sessions,
     synthetic_sessions,
 )
-from models.queries import RankingData, session_queries, training_data
+from models.ranking_queries import RankingData, session_queries, training_data
 from nowplaying.events import Rejection, TrackStart, parse_play_event
 
 REAL_MSSD = Path("../shared/data/mssd-derived-sessions/mini-spotify-data.csv")
