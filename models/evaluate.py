@@ -35,7 +35,8 @@ from tqdm import tqdm
 from features.artifacts import F32, TrackArtifacts
 from features.candidates import generate_candidates
 from features.context import state_context
-from models.datasets import DataError, Session, fingerprint, load_sessions, split_sessions
+from models.datasets import DataError, load_sessions
+from models.labelled_sessions import Session, fingerprint, split_sessions
 from models.ranking_queries import Query, session_queries
 from models.recommender import Recommender, Scored
 from models.registry import ModelNotFoundError, resolve_version_dir

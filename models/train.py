@@ -42,9 +42,10 @@ from tqdm import tqdm
 
 from features.artifacts import F32, TrackArtifacts, fit_artifacts
 from features.rows import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES
-from models.datasets import DataError, Session, fingerprint, load_sessions, split_sessions
+from models.datasets import DataError, load_sessions
 from models.evaluate import Evaluation, evaluate_sessions, summary_table, write_report
 from models.export import INPUT_NAME, TARGET_OPSET, export_onnx, onnx_session
+from models.labelled_sessions import Session, fingerprint, split_sessions
 from models.ranking_queries import Query, RankingData, session_queries, training_data
 from models.recommender import Recommender
 from models.registry import (

@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from models.datasets import DataError, load_sessions, session_events
+from models.datasets import DataError, load_sessions
+from models.labelled_sessions import session_events
 from nowplaying.clients import kafka_producer
 from nowplaying.events import PlayEvent
 from nowplaying.settings import Settings

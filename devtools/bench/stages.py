@@ -31,7 +31,7 @@ from features.context import state_context
 from features.rows import rows_for
 from features.session import SessionState, encode_event, fold_events, to_session_event
 from features.store import feature_store_for
-from models.datasets import session_events
+from models.labelled_sessions import session_events
 from nowplaying.clients import async_redis_client
 from nowplaying.events import PlayEvent, Rejection, TrackStart, parse_play_event
 from nowplaying.keys import Keys

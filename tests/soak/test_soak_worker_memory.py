@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from models.datasets import MSSD_FILE, load_mssd, session_events
+from models.datasets import MSSD_FILE, load_mssd
+from models.labelled_sessions import session_events
 from nowplaying.events import PlayEvent, TrackStart
 from streams.replay import interleave
 from tests.conftest import SettingsFactory

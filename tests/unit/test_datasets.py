@@ -8,16 +8,18 @@ import pytest
 from features.session import outcome_of
 from models.datasets import (
     DataError,
-    LabelledPlay,
-    Session,
-    fingerprint,
     load_mssd,
     load_play_events_jsonl,
     load_sessions,
-    session_events,
-    split_sessions,
     synthetic_sessions,
     write_play_events_jsonl,
+)
+from models.labelled_sessions import (
+    LabelledPlay,
+    Session,
+    fingerprint,
+    session_events,
+    split_sessions,
 )
 from nowplaying.events import TrackEnd, TrackStart, parse_play_event
 from nowplaying.settings import Settings

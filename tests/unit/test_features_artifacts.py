@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from features.artifacts import TrackArtifacts, fit_artifacts
-from models.datasets import LabelledPlay, Session, synthetic_sessions
+from models.datasets import synthetic_sessions
+from models.labelled_sessions import LabelledPlay, Session
 
 
 def session(sid: str, *plays: tuple[str, str]) -> Session:

@@ -10,7 +10,6 @@ from features.artifacts import fit_artifacts
 from features.candidates import Candidates
 from features.context import state_context
 from features.session import SessionEvent, fold_events
-from models.datasets import LabelledPlay, Session
 from models.evaluate import (
     Evaluation,
     method_ranks,
@@ -19,6 +18,7 @@ from models.evaluate import (
     summary_table,
     write_report,
 )
+from models.labelled_sessions import LabelledPlay, Session
 from models.recommender import Scored
 
 

@@ -12,9 +12,10 @@ import pytest
 
 from features.artifacts import TrackArtifacts
 from features.rows import FEATURE_NAMES, FEATURE_VERSION
-from models.datasets import LabelledPlay, Session, split_sessions, synthetic_sessions
+from models.datasets import synthetic_sessions
 from models.evaluate import CHART_FILE, METRICS_FILE, REPORT_FILE
 from models.export import onnx_scores, onnx_session
+from models.labelled_sessions import LabelledPlay, Session, split_sessions
 from models.ranking_queries import RankingData, session_queries, training_data
 from models.registry import LATEST, LIGHTGBM_FILE, MODEL_FILE, resolve_version_dir
 from models.train import TrainConfig, fit_ranker, train_model

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.datasets import LabelledPlay, Session, session_events
+from models.labelled_sessions import LabelledPlay, Session, session_events
 from nowplaying.events import PlayEvent
 from streams.replay import event_time_schedule, interleave, replay_events
 from tests.support.settings import isolated_settings
