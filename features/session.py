@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
-from nowplaying.events import TrackEnd, TrackStart
+from nowplaying.events import PlayEvent, TrackEnd, TrackStart
 
 Outcome = Literal["skip_early", "skip_late", "listened"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("skip_early", "skip_late", "listened")
@@ -47,7 +47,7 @@ def outcome_of(event: TrackEnd) -> Outcome:
     return "listened"
 
 
-def to_session_event(event: TrackStart | TrackEnd) -> SessionEvent:
+def to_session_event(event: PlayEvent) -> SessionEvent:
     if isinstance(event, TrackStart):
         return SessionEvent("start", event.track_id, event.ts, None)
     return SessionEvent("end", event.track_id, event.ts, outcome_of(event))

@@ -1,12 +1,13 @@
-"""Listening sessions: loaders for the real data, the project's own event logs, and a SYNTHETIC
-generator; the fixed session-level split; and the play events of a session.
+"""Data sets of listening sessions: loaders for the real data, the project's own event logs, and
+a SYNTHETIC generator, each read into :class:`models.labelled_sessions.Session`; which one to use
+(:func:`load_sessions`); and the writer of the project's event-log format.
 
 Data sources
 ------------
 * **MSSD-derived sessions** (``mini-spotify-data.csv``, 10,000 real Spotify sessions). The file's
   graded ``skipped`` level 0-4 is not documented; this project INFERS the mapping
   0-1 = skipped early, 2 = skipped late, 3-4 = listened through (see the data set's README). The
-  file has no timestamps: :func:`session_events` synthesizes them.
+  file has no timestamps: :func:`models.labelled_sessions.session_events` synthesizes them.
 * **Play-event logs**: JSON lines of ``play-events`` messages (:mod:`nowplaying.events`), so users
   can train on their own logs. A play is a ``track_end`` event; its outcome is
   :func:`features.session.outcome_of`.
@@ -17,18 +18,16 @@ Data sources
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 
-from features.session import Outcome, SessionEvent, outcome_of
-from nowplaying.events import MAX_ID_CHARS, Rejection, TrackEnd, TrackStart, parse_play_event
+from features.session import Outcome, outcome_of
+from models.labelled_sessions import LabelledPlay, Session, session_events
+from nowplaying.events import Rejection, TrackEnd, parse_play_event
 from nowplaying.settings import Settings
 
 #: Inferred mapping of the MSSD-derived file's graded skip level (NOT documented by the source).
@@ -40,27 +39,10 @@ MSSD_LEVEL_OUTCOME: Final[dict[int, Outcome]] = {
     4: "listened",
 }
 MSSD_FILE: Final = Path("mssd-derived-sessions") / "mini-spotify-data.csv"
-#: Early skips end within this many milliseconds of the start (synthesized play times).
-EARLY_SKIP_MS: Final = 30_000
-#: 2026-11-28T00:00:00Z, the default start of synthesized timestamps.
-DEFAULT_START_TS: Final = 1_795_824_000_000
 
 
 class DataError(ValueError):
     """The data set is missing or malformed; the message says what and where."""
-
-
-@dataclass(frozen=True, slots=True)
-class Play:
-    track_id: str
-    outcome: Outcome
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    session_id: str
-    user_id: str
-    plays: tuple[Play, ...]
 
 
 # --- MSSD-derived sessions ------------------------------------------------------------------
@@ -75,7 +57,7 @@ def load_mssd(path: Path, limit: int | None = None) -> list[Session]:
     """
     sessions: list[Session] = []
     current: str | None = None
-    plays: list[Play] = []
+    plays: list[LabelledPlay] = []
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -100,16 +82,16 @@ def load_mssd(path: Path, limit: int | None = None) -> list[Session]:
     return sessions
 
 
-def _mssd_play(row: list[str], path: Path, line_no: int) -> tuple[str, Play]:
+def _mssd_play(row: list[str], path: Path, line_no: int) -> tuple[str, LabelledPlay]:
     try:
         session_key, song, level = row[0].strip(), int(row[1]), int(row[3])
         outcome = MSSD_LEVEL_OUTCOME[level]
     except (IndexError, ValueError, KeyError) as exc:
         raise DataError(f"{path}:{line_no}: malformed row {row!r} ({exc})") from exc
-    return session_key, Play(f"mssd-t{song}", outcome)
+    return session_key, LabelledPlay(f"mssd-t{song}", outcome)
 
 
-def _mssd_session(key: str, plays: list[Play]) -> Session:
+def _mssd_session(key: str, plays: list[LabelledPlay]) -> Session:
     return Session(f"mssd-s{key}", f"mssd-u{key}", tuple(plays))
 
 
@@ -144,10 +126,27 @@ def load_play_events_jsonl(path: Path) -> list[Session]:
                 order += 1
     sessions = []
     for session_id, items in ends.items():
-        plays = tuple(Play(e.track_id, outcome_of(e)) for _, _, e in sorted(items))
+        plays = tuple(LabelledPlay(e.track_id, outcome_of(e)) for _, _, e in sorted(items))
         if plays:
             sessions.append(Session(session_id, users[session_id], plays))
     return sessions
+
+
+def write_play_events_jsonl(sessions: Iterable[Session], path: Path, start_ts: int) -> int:
+    """Write the sessions' events as JSON lines (the format :func:`load_play_events_jsonl` reads).
+
+    Sessions follow one another in time. Returns the number of events written.
+    """
+    count = 0
+    ts = start_ts
+    with path.open("w", encoding="utf-8") as fh:
+        for session in sessions:
+            events = session_events(session, ts)
+            for event in events:
+                fh.write(json.dumps(event.model_dump(mode="json", exclude_none=True)) + "\n")
+            count += len(events)
+            ts = events[-1].ts + 60_000 if events else ts
+    return count
 
 
 # --- SYNTHETIC sessions -----------------------------------------------------------------------
@@ -206,11 +205,11 @@ def _synthetic_plays(
     taste: int,
     genre_of: np.ndarray,
     quality: np.ndarray,
-) -> tuple[Play, ...]:
+) -> tuple[LabelledPlay, ...]:
     length = int(rng.integers(10, 21))
     pos = int(rng.integers(0, len(playlist) // 2))
     track = playlist[pos]
-    plays: list[Play] = []
+    plays: list[LabelledPlay] = []
     played: set[int] = set()
     consecutive_skips = 0
     for _ in range(length):
@@ -227,7 +226,7 @@ def _synthetic_plays(
                 ("skip_late" if late else "skip_early"),
                 (consecutive_skips + 1),
             )
-        plays.append(Play(f"syn-t{track + 1}", outcome))
+        plays.append(LabelledPlay(f"syn-t{track + 1}", outcome))
         track, pos = _synthetic_next(rng, playlist, pos, track, genre_of=genre_of, played=played)
     return tuple(plays)
 
@@ -293,152 +292,3 @@ def _resolve_data_path(settings: Settings, data: Path | None) -> Path:
             "or use --synthetic for generated sessions"
         )
     return path
-
-
-# --- split and events -------------------------------------------------------------------------
-
-
-def split_sessions(
-    sessions: Sequence[Session], seed: int = 7
-) -> tuple[list[Session], list[Session], list[Session]]:
-    """Fixed 80/10/10 session-level split (train, validation, test).
-
-    Sessions are ordered by a seeded hash of their id, so the split depends only on the seed and
-    the set of sessions (not on their order), and one session never straddles two parts.
-    """
-    ordered = sorted(sessions, key=lambda s: _split_key(seed, s.session_id))
-    n = len(ordered)
-    n_train, n_val = round(n * 0.8), round(n * 0.1)
-    return ordered[:n_train], ordered[n_train : n_train + n_val], ordered[n_train + n_val :]
-
-
-def _split_key(seed: int, session_id: str) -> bytes:
-    return hashlib.blake2b(f"{seed}:{session_id}".encode(), digest_size=8).digest()
-
-
-def session_events(
-    session: Session, start_ts: int = DEFAULT_START_TS, rng_seed: int = 0
-) -> list[TrackStart | TrackEnd]:
-    """The session as play events: a ``track_start`` then a ``track_end`` per play.
-
-    Event ids are deterministic (``<session_id>-<i:03d>-s`` / ``-e``; a session id too long
-    for that is replaced by a digest of it, see :func:`event_id_base`). Timestamps, durations,
-    played time and ``reason_end`` are SYNTHESIZED (the data sets have none), consistently with
-    the outcome: an early skip ends within 30 s with ``skipped=true``; a late skip after 30 s with
-    ``skipped=false, reason_end="fwdbtn"``; a listened track at its end with
-    ``reason_end="trackdone"``. The next track starts when the previous one ends.
-    """
-    events: list[TrackStart | TrackEnd] = []
-    reason_start = "clickrow"
-    common = {"user_id": session.user_id, "session_id": session.session_id}
-    for i, (play, timing) in enumerate(
-        zip(session.plays, _timings(session, start_ts, rng_seed), strict=True)
-    ):
-        base = event_id_base(session.session_id, i)
-        events.append(
-            TrackStart(
-                event_type="track_start",
-                event_id=f"{base}-s",
-                track_id=play.track_id,
-                ts=timing.start,
-                reason_start=reason_start,
-                **common,
-            )
-        )
-        reason_end = "trackdone" if play.outcome == "listened" else "fwdbtn"
-        events.append(
-            TrackEnd(
-                event_type="track_end",
-                event_id=f"{base}-e",
-                track_id=play.track_id,
-                ts=timing.start + timing.played,
-                skipped=play.outcome == "skip_early",
-                played_ms=timing.played,
-                duration_ms=timing.duration,
-                reason_end=reason_end,
-                **common,
-            )
-        )
-        reason_start = reason_end
-    return events
-
-
-def event_id_base(session_id: str, index: int) -> str:
-    """``<session_id>-<index:03d>``, the stem of the ids of a session's ``index``-th play; when
-    that and a 2-character suffix would pass the id limit, the session id is replaced by a
-    digest of it (32 hex digits), so every session's event ids stay valid and distinct."""
-    base = f"{session_id}-{index:03d}"
-    if len(base) + 2 <= MAX_ID_CHARS:
-        return base
-    digest = hashlib.blake2b(session_id.encode(), digest_size=16).hexdigest()
-    return f"{digest}-{index:03d}"
-
-
-def session_records(
-    session: Session, start_ts: int = DEFAULT_START_TS, rng_seed: int = 0
-) -> list[SessionEvent]:
-    """What the stream derives from :func:`session_events` (``to_session_event`` of each),
-    computed without building the messages: the fast path for training on many sessions."""
-    records: list[SessionEvent] = []
-    for play, timing in zip(session.plays, _timings(session, start_ts, rng_seed), strict=True):
-        records.append(SessionEvent("start", play.track_id, timing.start, None))
-        records.append(
-            SessionEvent("end", play.track_id, timing.start + timing.played, play.outcome)
-        )
-    return records
-
-
-@dataclass(frozen=True, slots=True)
-class _Timing:
-    start: int
-    played: int
-    duration: int
-
-
-def _timings(session: Session, start_ts: int, rng_seed: int) -> list[_Timing]:
-    """Synthesized, deterministic per session: durations 2-6 min, plays back to back."""
-    rng = random.Random(f"{rng_seed}:{session.session_id}")
-    timings = []
-    ts = start_ts
-    for play in session.plays:
-        duration = rng.randint(120_000, 360_000)
-        played = _played_ms(rng, play.outcome, duration)
-        timings.append(_Timing(ts, played, duration))
-        ts += played
-    return timings
-
-
-def _played_ms(rng: random.Random, outcome: Outcome, duration: int) -> int:
-    if outcome == "skip_early":
-        return rng.randint(2_000, EARLY_SKIP_MS - 1)
-    if outcome == "skip_late":
-        return rng.randint(EARLY_SKIP_MS, duration - 5_000)
-    return duration
-
-
-def write_play_events_jsonl(sessions: Iterable[Session], path: Path, start_ts: int) -> int:
-    """Write the sessions' events as JSON lines (the format :func:`load_play_events_jsonl` reads).
-
-    Sessions follow one another in time. Returns the number of events written.
-    """
-    count = 0
-    ts = start_ts
-    with path.open("w", encoding="utf-8") as fh:
-        for session in sessions:
-            events = session_events(session, ts)
-            for event in events:
-                fh.write(json.dumps(event.model_dump(mode="json", exclude_none=True)) + "\n")
-            count += len(events)
-            ts = events[-1].ts + 60_000 if events else ts
-    return count
-
-
-def fingerprint(sessions: Iterable[Session]) -> str:
-    """A sha256 over the sessions' ids, tracks and outcomes, in order (identifies the data)."""
-    h = hashlib.sha256()
-    for s in sessions:
-        h.update(f"{s.session_id}\x1f{s.user_id}\x1e".encode())
-        for p in s.plays:
-            h.update(f"{p.track_id}\x1f{p.outcome}\x1e".encode())
-        h.update(b"\x1d")
-    return h.hexdigest()

@@ -1,9 +1,9 @@
 """Offline evaluation on held-out sessions: the ranker against two baselines, side by side.
 
-Every query is a point-in-time prefix (:mod:`models.queries`): the state right after a
+Every query is a point-in-time prefix (:mod:`models.ranking_queries`): the state right after a
 ``track_start``; the target is the session's actual next track with gain
-:data:`models.queries.GAIN`. All three methods order the SAME candidate list (the generator's, at
-most 200 tracks, none already played in the session):
+:data:`models.ranking_queries.GAIN`. All three methods order the SAME candidate list (the
+generator's, at most 200 tracks, none already played in the session):
 
 * ``popularity``: most played in training first;
 * ``colisten``: most often played right after the current track in training first (ties by
@@ -35,8 +35,9 @@ from tqdm import tqdm
 from features.artifacts import F32, TrackArtifacts
 from features.candidates import generate_candidates
 from features.context import state_context
-from models.datasets import DataError, Session, fingerprint, load_sessions, split_sessions
-from models.queries import Query, session_queries
+from models.datasets import DataError, load_sessions
+from models.labelled_sessions import Session, fingerprint, split_sessions
+from models.ranking_queries import Query, session_queries
 from models.recommender import Recommender, Scored
 from models.registry import ModelNotFoundError, resolve_version_dir
 from nowplaying.settings import Settings

@@ -160,7 +160,10 @@ def gate_notes(candidate: VersionInfo, current: VersionInfo | None) -> list[str]
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class RegistryActionResult:
+    """What a promote or a rollback did: ``ok`` (``latest`` names the wanted version), what to
+    tell the operator, and the gate's problems and notes (promote only)."""
+
     ok: bool
     message: str
     problems: tuple[str, ...] = ()
@@ -173,31 +176,33 @@ def promote(
     *,
     force: bool = False,
     ndcg_tolerance: float = NDCG_TOLERANCE,
-) -> Outcome:
+) -> RegistryActionResult:
     """Point ``latest`` at ``version`` if it passes the gate (or ``force``); records the
     previous latest in the history."""
     try:
         version_dir = resolve_version_dir(model_dir, version)
     except ModelNotFoundError as exc:
-        return Outcome(False, str(exc))
+        return RegistryActionResult(False, str(exc))
     if version_dir.resolve().parent != model_dir.resolve():
-        return Outcome(False, f"{version!r} is not a version folder of {model_dir}")
+        return RegistryActionResult(False, f"{version!r} is not a version folder of {model_dir}")
     candidate = VersionInfo.read(version_dir)
     with registry_lock(model_dir):
         previous = latest_version(model_dir)
         if previous == version_dir.name:
-            return Outcome(True, f"{version} is already the latest")
+            return RegistryActionResult(True, f"{version} is already the latest")
         current = _info_or_none(model_dir, previous)
         problems = tuple(gate_problems(candidate, current, ndcg_tolerance, version_dir=version_dir))
         notes = tuple(gate_notes(candidate, current))
         if problems and not force:
-            return Outcome(False, f"refused to promote {version}", problems, notes)
+            return RegistryActionResult(False, f"refused to promote {version}", problems, notes)
         publish_version(model_dir, version_dir)
     forced = " (forced past the gate)" if problems else ""
-    return Outcome(True, f"latest: {previous or '(none)'} -> {version}{forced}", problems, notes)
+    return RegistryActionResult(
+        True, f"latest: {previous or '(none)'} -> {version}{forced}", problems, notes
+    )
 
 
-def rollback(model_dir: Path) -> Outcome:
+def rollback(model_dir: Path) -> RegistryActionResult:
     """Point ``latest`` back at the version it named before the last promotion."""
     with registry_lock(model_dir):
         history = read_history(model_dir)
@@ -208,13 +213,15 @@ def rollback(model_dir: Path) -> Outcome:
                 version_dir = resolve_version_dir(model_dir, target)
             except ModelNotFoundError as exc:
                 write_history(model_dir, history)
-                return Outcome(False, f"cannot roll back to {target}: {exc}")
+                return RegistryActionResult(False, f"cannot roll back to {target}: {exc}")
             write_history(model_dir, history)
             if target == current:
                 continue  # nothing to go back to in this entry
             publish_version(model_dir, version_dir, record_history=False)
-            return Outcome(True, f"latest: {current or '(none)'} -> {target} (rolled back)")
-    return Outcome(False, "no previous latest in the history: nothing to roll back to")
+            return RegistryActionResult(
+                True, f"latest: {current or '(none)'} -> {target} (rolled back)"
+            )
+    return RegistryActionResult(False, "no previous latest in the history: nothing to roll back to")
 
 
 def _info_or_none(model_dir: Path, version: str | None) -> VersionInfo | None:
@@ -278,19 +285,19 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"(* latest; registry {model_dir}; code feature version {FEATURE_VERSION})")
         return 0
     if args.action == "promote":
-        outcome = promote(model_dir, args.version, force=args.force, ndcg_tolerance=args.tolerance)
+        result = promote(model_dir, args.version, force=args.force, ndcg_tolerance=args.tolerance)
     else:
-        outcome = rollback(model_dir)
-    _print_outcome(outcome)
-    return 0 if outcome.ok else 1
+        result = rollback(model_dir)
+    _print_result(result)
+    return 0 if result.ok else 1
 
 
-def _print_outcome(outcome: Outcome) -> None:
-    stream = sys.stdout if outcome.ok else sys.stderr
-    print(outcome.message, file=stream)
-    for problem in outcome.problems:
+def _print_result(result: RegistryActionResult) -> None:
+    stream = sys.stdout if result.ok else sys.stderr
+    print(result.message, file=stream)
+    for problem in result.problems:
         print(f"  - {problem}", file=stream)
-    for note in outcome.notes:
+    for note in result.notes:
         print(f"  note: {note}", file=stream)
-    if not outcome.ok and outcome.problems:
+    if not result.ok and result.problems:
         print("  (use --force to promote anyway)", file=stream)

@@ -1,7 +1,7 @@
 """Training: track artifacts, LambdaRank on point-in-time queries, ONNX export, registry.
 
-``nowplaying train`` (and :func:`train_model`, for tests and fixtures that need a real small
-model) does, on a fixed seeded 80/10/10 session split:
+:func:`train_model` (which ``nowplaying train``, :mod:`models.train_cli`, runs; tests and fixtures
+call it for a real small model) does, on a fixed seeded 80/10/10 session split:
 
 1. **Training rows, out of fold.** The training sessions are cut into ``folds`` parts; the rows
    of each part's queries are built with artifacts fitted on the OTHER parts. Otherwise every
@@ -20,13 +20,11 @@ model) does, on a fixed seeded 80/10/10 session split:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -42,19 +40,18 @@ from tqdm import tqdm
 
 from features.artifacts import F32, TrackArtifacts, fit_artifacts
 from features.rows import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES
-from models.datasets import DataError, Session, fingerprint, load_sessions, split_sessions
-from models.evaluate import Evaluation, evaluate_sessions, summary_table, write_report
+from models.datasets import DataError
+from models.evaluate import Evaluation, evaluate_sessions, write_report
 from models.export import INPUT_NAME, TARGET_OPSET, export_onnx, onnx_session
-from models.queries import Query, RankingData, session_queries, training_data
+from models.labelled_sessions import Session, fingerprint, split_sessions
+from models.ranking_queries import Query, RankingData, session_queries, training_data
 from models.recommender import Recommender
 from models.registry import (
     LIGHTGBM_FILE,
     METADATA_FILE,
     MODEL_FILE,
-    latest_version,
     publish_version,
 )
-from nowplaying.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -360,69 +357,3 @@ def _version_name(created: datetime, train_fp: str, cfg: TrainConfig) -> str:
 def _write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
     text = json.dumps(metadata, indent=2) + "\n"
     (folder / METADATA_FILE).write_text(text, encoding="utf-8")
-
-
-# --- command --------------------------------------------------------------------------------
-
-
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    """``nowplaying train``: train on real data (default) or ``--synthetic`` sessions."""
-    progress = not args.no_progress
-    try:
-        sessions, description = load_sessions(settings, args.data, args.synthetic, args.sessions)
-    except (DataError, OSError) as exc:
-        print(f"nowplaying train: {exc}", file=sys.stderr)
-        return 2
-    print(f"data: {description}")
-    cfg = TrainConfig(
-        trees=args.trees,
-        leaves=args.leaves,
-        seed=args.seed,
-        negatives=getattr(args, "negatives", TrainConfig.negatives),
-        folds=getattr(args, "folds", TrainConfig.folds),
-        threads=getattr(args, "threads", TrainConfig.threads),
-        early_stopping_rounds=getattr(
-            args, "early_stopping_rounds", TrainConfig.early_stopping_rounds
-        ),
-    )
-    data_info = {
-        "description": description,
-        "kind": "synthetic" if args.synthetic else "file",
-        "path": None if args.synthetic or args.data is None else str(args.data.resolve()),
-        "limit": len(sessions) if args.synthetic else args.sessions,
-    }
-    model_dir = args.out or settings.model_dir
-    started = time.perf_counter()
-    try:
-        version_dir = train_model(
-            sessions,
-            model_dir,
-            config=cfg,
-            data_info=data_info,
-            progress=progress,
-            evaluate=not getattr(args, "no_eval", False),
-            publish=not getattr(args, "no_publish", False),
-        )
-    except DataError as exc:
-        print(f"nowplaying train: {exc}", file=sys.stderr)
-        return 2
-    elapsed = time.perf_counter() - started
-    _print_summary(version_dir, elapsed)
-    return 0
-
-
-def _print_summary(version_dir: Path, elapsed: float) -> None:
-    metadata = json.loads((version_dir / METADATA_FILE).read_text(encoding="utf-8"))
-    training = metadata["training"]
-    latest = latest_version(version_dir.parent) == version_dir.name
-    print(f"model: {version_dir}" + (" (latest)" if latest else ""))
-    print(
-        f"trained in {elapsed:.1f} s on {training['queries']} queries / {training['rows']} rows; "
-        f"{metadata['model']['best_iteration']} trees; {len(FEATURE_NAMES)} features "
-        f"(version {FEATURE_VERSION})"
-    )
-    if metadata.get("metrics"):
-        evaluation = Evaluation(**metadata["metrics"])
-        print(summary_table(evaluation))
-        print(f"ONNX vs LightGBM max |diff|: {evaluation.parity_max_abs_diff:.3g}")
-        print(f"report: {version_dir / 'report.md'}")

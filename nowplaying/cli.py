@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave 'latest' alone (promote later with `nowplaying models promote`)",
     )
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(runner="models.train:run")
+    p.set_defaults(runner="models.train_cli:run")
 
     p = sub.add_parser("evaluate", help="offline evaluation against baselines on the test split")
     _add_data_args(p)

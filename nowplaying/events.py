@@ -25,7 +25,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -153,8 +153,12 @@ class TrackEnd(_PlayEventBase):
     skipped: Annotated[bool, Field(strict=True)]
 
 
-PlayEvent = Annotated[TrackStart | TrackEnd, Field(discriminator="event_type")]
-PLAY_EVENT_ADAPTER: Final[TypeAdapter[TrackStart | TrackEnd]] = TypeAdapter(PlayEvent)
+#: A play event, the type every module annotates with.
+PlayEvent: TypeAlias = TrackStart | TrackEnd
+#: Its validation form: the union tagged by ``event_type`` (pydantic picks the model by it).
+PLAY_EVENT_ADAPTER: Final[TypeAdapter[PlayEvent]] = TypeAdapter(
+    Annotated[PlayEvent, Field(discriminator="event_type")]
+)
 
 
 class Recommendation(BaseModel):
@@ -244,7 +248,7 @@ class Rejection:
     reason: str
 
 
-def parse_play_event(raw: bytes, max_bytes: int = 16384) -> TrackStart | TrackEnd | Rejection:
+def parse_play_event(raw: bytes, max_bytes: int = 16384) -> PlayEvent | Rejection:
     """Validate raw message bytes against the contract. Never raises."""
     if len(raw) > max_bytes:
         return Rejection("payload_too_large", f"message is {len(raw)} bytes; limit {max_bytes}")

@@ -17,8 +17,9 @@ When :meth:`Pipeline.process_batch` returns, the batch's effects are durable in 
 messages are acknowledged by Kafka: only then may the caller commit the batch's offsets.
 :meth:`Pipeline.start_batch` returns after step 5 and the sends of step 6, with the wait for the
 acknowledgements as an awaitable: the worker starts the next batch meanwhile.
-Redis and Kafka failures are retried with exponential backoff, forever (never drop, never skip);
-every step is idempotent, so a retried or redelivered batch has the same effects.
+Redis and Kafka failures are retried with exponential backoff, forever (never drop, never skip:
+:class:`streams.retry.Retrier`); every step is idempotent, so a retried or redelivered batch has
+the same effects.
 
 The pipeline makes no metric call: it reports each fact to the injected
 :class:`streams.instrumentation.PipelineSensor` (Prometheus in the worker).
@@ -36,21 +37,21 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from features.session import SessionState
 from features.store import Applied, FeatureStore, StoredList
 from nowplaying.events import (
+    PlayEvent,
     Recommendation,
     RecommendationMessage,
     Rejection,
-    TrackEnd,
     TrackStart,
     dead_letter_for,
     parse_play_event,
 )
 from nowplaying.settings import Settings
 from streams.instrumentation import STORED_LIST, PipelineSensor
+from streams.retry import Retrier
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-PlayEvent = TrackStart | TrackEnd
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +141,12 @@ class Pipeline:
         self._publisher = publisher
         self._sensor = sensor
         self._clock = clock
-        self._sleep = sleep
-        #: Dependencies whose last call failed (and is being retried), with the error.
-        self.failing: dict[str, str] = {}
+        self._retrier = Retrier(settings, sensor, sleep)
+
+    @property
+    def failing(self) -> dict[str, str]:
+        """Dependencies whose last call failed (and is being retried), with the error."""
+        return self._retrier.failing
 
     async def process_batch(self, messages: Sequence[RawMessage]) -> None:
         """Process the batch; returns once its effects are durable and published."""
@@ -157,7 +161,7 @@ class Pipeline:
         self._sensor.on_batch(len(messages))
         events, letters = self._validate(messages)
         valid = [e for e, _ in events]
-        applied = await self._retry(
+        applied = await self._retrier.run(
             "redis", lambda: self._timed("apply", self._store.apply_events(valid))
         )
         ok: list[tuple[Applied, RawMessage]] = []
@@ -174,9 +178,11 @@ class Pipeline:
             if job.stored_json is None and job.event_id not in lists:
                 letters.append((job.source, Rejection("ranking_failed", "the ranker failed")))
         jobs = [j for j in jobs if j.stored_json is not None or j.event_id in lists]
-        stored = await self._retry("redis", lambda: self._store_results(ok, jobs, lists, states))
+        stored = await self._retrier.run(
+            "redis", lambda: self._store_results(ok, jobs, lists, states)
+        )
         outgoing = self._outgoing(jobs, stored, letters)
-        acks = await self._retry("kafka", lambda: self._send(outgoing))
+        acks = await self._retrier.run("kafka", lambda: self._send(outgoing))
         return self._confirm(outgoing, acks, jobs, lists)
 
     async def _confirm(
@@ -192,7 +198,7 @@ class Pipeline:
             # First the acknowledgements of the sends already made; after a failure, send again.
             await asyncio.gather(*(pending.pop() if pending else await self._send(outgoing)))
 
-        await self._retry("kafka", acknowledged)
+        await self._retrier.run("kafka", acknowledged)
         self._report_published(jobs, lists)
 
     # --- validation -------------------------------------------------------------------------
@@ -368,30 +374,6 @@ class Pipeline:
         for a, _ in ok:
             variant = None if a.duplicate else self.variant_of(a.event.user_id)
             self._sensor.on_event_applied(a.event, a.duplicate, variant)
-
-    async def _retry(self, dependency: str, op: Callable[[], Awaitable[T]]) -> T:
-        """Run ``op`` until it succeeds, backing off exponentially between failures."""
-        delay = self._settings.retry_initial_seconds
-        while True:
-            try:
-                value = await op()
-            except Exception as exc:
-                self._sensor.on_retry(dependency)
-                self._sensor.on_dependency_up(dependency, False)
-                self.failing[dependency] = f"{type(exc).__name__}: {exc}"[:200]
-                log.warning(
-                    "%s failed (%s: %s); retrying in %.2f s",
-                    dependency,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await self._sleep(delay)
-                delay = min(delay * 2, self._settings.retry_max_seconds)
-                continue
-            self._sensor.on_dependency_up(dependency, True)
-            self.failing.pop(dependency, None)
-            return value
 
 
 def _list_source(recs: Sequence[Recommendation]) -> str:

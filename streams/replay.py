@@ -25,15 +25,15 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from models.datasets import DataError, load_sessions, session_events
+from models.datasets import DataError, load_sessions
+from models.labelled_sessions import session_events
 from nowplaying.clients import kafka_producer
-from nowplaying.events import TrackEnd, TrackStart
+from nowplaying.events import PlayEvent
 from nowplaying.settings import Settings
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E")
-PlayEvent = TrackStart | TrackEnd
 #: A record to produce as is: (key, value) bytes, e.g. a deliberately malformed message.
 RawRecord = tuple[bytes | None, bytes]
 
@@ -191,7 +191,7 @@ def _record(
 ) -> tuple[bytes | None, bytes, str]:
     if isinstance(item, tuple) and isinstance(item[0], float):
         item = item[1]
-    if isinstance(item, TrackStart | TrackEnd):
+    if isinstance(item, PlayEvent):
         event = item.model_copy(update={"ts": int(clock() * 1000)})
         if sent is not None:
             sent.append(event)

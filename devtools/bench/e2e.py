@@ -40,7 +40,7 @@ from devtools.bench.worker_metrics import (
     scrape_metrics,
 )
 from devtools.bench.workload import Prepared, build_workload
-from models.datasets import Session
+from models.labelled_sessions import Session
 from nowplaying.settings import Settings
 
 log = logging.getLogger(__name__)

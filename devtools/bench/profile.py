@@ -19,7 +19,7 @@ from pathlib import Path
 from devtools.bench import e2e
 from devtools.bench.report import Report
 from devtools.paths import shown
-from models.datasets import Session
+from models.labelled_sessions import Session
 from nowplaying.settings import Settings
 
 _LINE_NO = re.compile(r":\d+\)$")

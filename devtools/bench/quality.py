@@ -20,8 +20,8 @@ from devtools.bench.workload import bench_sessions
 from features.candidates import generate_candidates
 from features.context import state_context
 from features.session import SessionState
-from models.datasets import Session, split_sessions
 from models.evaluate import evaluate_sessions
+from models.labelled_sessions import Session, split_sessions
 from models.recommender import Recommender
 from nowplaying.settings import Settings
 

@@ -49,7 +49,6 @@ RATES = (200.0, 500.0, 700.0, 1000.0, 2000.0)
 STEP_SECONDS = 20.0
 MAX_EVENTS = 30_000
 NAIVE_RATES = (100.0, 200.0, 350.0, 500.0)
-RSS_RATE = 500.0
 RSS_SECONDS = 600.0
 RSS_WARMUP_SECONDS = 180.0
 #: The session cache bound for the RSS run: at 500 events/s about 14 new sessions start per
@@ -101,7 +100,7 @@ def plan_for(suite: str, quick: bool, rss_rate: float = 0.0) -> Plan:
     elif suite == "rss":
         # A warm-up step fills the worker's session cache (RSS_CACHE_SESSIONS) first; the RSS
         # target is checked on the measured step after it.
-        rate = rss_rate or RSS_RATE
+        rate = rss_rate or targets.RSS_RATE
         worker = (
             e2e.Step(rate, int(rate * RSS_WARMUP_SECONDS)),
             e2e.Step(rate, int(rate * RSS_SECONDS)),
@@ -134,7 +133,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    rss_rate = float(getattr(args, "rss_rate", None) or RSS_RATE)
+    rss_rate = float(getattr(args, "rss_rate", None) or targets.RSS_RATE)
     plan = plan_for(suite, quick, rss_rate)
     model_dir = bench_model_dir(args, quick)
     version_dir = ensure_model(settings, model_dir, QUICK_MODEL if quick else MAIN_MODEL)

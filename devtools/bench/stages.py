@@ -31,9 +31,9 @@ from features.context import state_context
 from features.rows import rows_for
 from features.session import SessionState, encode_event, fold_events, to_session_event
 from features.store import feature_store_for
-from models.datasets import session_events
+from models.labelled_sessions import session_events
 from nowplaying.clients import async_redis_client
-from nowplaying.events import Rejection, TrackEnd, TrackStart, parse_play_event
+from nowplaying.events import PlayEvent, Rejection, TrackStart, parse_play_event
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 
@@ -44,9 +44,9 @@ BUDGET_SHARE = targets.NON_RANKER_SHARE
 # --- workload -----------------------------------------------------------------------------------
 
 
-def sample_events(settings: Settings, n: int) -> list[TrackStart | TrackEnd]:
+def sample_events(settings: Settings, n: int) -> list[PlayEvent]:
     sessions, _ = bench_sessions(settings, limit=max(50, n // 10))
-    out: list[TrackStart | TrackEnd] = []
+    out: list[PlayEvent] = []
     for p in build_workload(sessions, n, tag=f"st{uuid.uuid4().hex[:6]}"):
         ev = parse_play_event(p.value)
         if not isinstance(ev, Rejection):
@@ -152,7 +152,7 @@ async def features_stage(settings: Settings, report: Report, quick: bool) -> Non
     ]
 
 
-def fresh_events(events: Sequence[TrackStart | TrackEnd]) -> Iterator[TrackStart | TrackEnd]:
+def fresh_events(events: Sequence[PlayEvent]) -> Iterator[PlayEvent]:
     """The events over and over, each pass under new event ids, so that no call of a timed loop
     meets a duplicate (a duplicate costs far less than a new event)."""
     yield from events
@@ -161,9 +161,7 @@ def fresh_events(events: Sequence[TrackStart | TrackEnd]) -> Iterator[TrackStart
             yield ev.model_copy(update={"event_id": f"{ev.event_id}.r{k}"})
 
 
-async def separate_round_trips(
-    redis: Any, keys: Keys, ev: TrackStart | TrackEnd, settings: Settings
-) -> object:
+async def separate_round_trips(redis: Any, keys: Keys, ev: PlayEvent, settings: Settings) -> object:
     """The Lua script's work as a hand-written client does it: one awaited command at a time."""
     sid = ev.session_id
     ttl = settings.session_ttl_seconds

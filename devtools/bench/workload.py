@@ -12,7 +12,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from models.datasets import DataError, Session, load_sessions, session_events
+from models.datasets import DataError, load_sessions
+from models.labelled_sessions import Session, session_events
 from nowplaying.settings import Settings
 from streams.replay import interleave
 

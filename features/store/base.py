@@ -27,9 +27,8 @@ from features.session import (
     fold_events,
     to_session_event,
 )
-from nowplaying.events import TrackEnd, TrackStart
+from nowplaying.events import PlayEvent
 
-PlayEvent = TrackStart | TrackEnd
 #: How many users the active-users index keeps (the most recently active).
 ACTIVE_USERS_KEPT: Final = 1000
 

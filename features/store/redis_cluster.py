@@ -15,10 +15,11 @@ from typing import Any
 
 from features.session import SessionState, encode_event, to_session_event
 from features.session_cache import SessionCache
-from features.store.base import ACTIVE_USERS_KEPT, PlayEvent
+from features.store.base import ACTIVE_USERS_KEPT
 from features.store.redis_common import ListsBySession, RedisStore, state_json
 from features.store.scripts import APPLY_EVENT, STORE_RESULTS, AnyPipeline, queue_script
 from nowplaying.clients import AsyncRedisClient
+from nowplaying.events import PlayEvent
 from nowplaying.keys import Keys
 
 

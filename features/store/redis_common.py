@@ -16,9 +16,10 @@ from typing import Any, TypeAlias
 
 from features.session import SessionState, state_summary
 from features.session_cache import SessionCache
-from features.store.base import Applied, PlayEvent, StoredList, as_text
+from features.store.base import Applied, StoredList, as_text
 from features.store.scripts import LuaScript, ScriptCaller
 from nowplaying.clients import AsyncRedisClient
+from nowplaying.events import PlayEvent
 from nowplaying.keys import Keys
 
 #: Lists to store, by session id (every session of ``states`` first, in its order).

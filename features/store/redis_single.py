@@ -18,9 +18,10 @@ from redis.exceptions import ResponseError
 
 from features.session import SessionState, encode_event, to_session_event
 from features.session_cache import SessionCache
-from features.store.base import ACTIVE_USERS_KEPT, PlayEvent, as_text
+from features.store.base import ACTIVE_USERS_KEPT, as_text
 from features.store.redis_common import ListsBySession, RedisStore, state_json
 from features.store.scripts import APPLY_BATCH, WRITE_BATCH
+from nowplaying.events import PlayEvent
 from nowplaying.keys import Keys
 
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 
 from nowplaying.clients import redis_client
-from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
+from nowplaying.events import PlayEvent, RecommendationMessage, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from tests.conftest import SettingsFactory
@@ -75,7 +75,7 @@ def wait_for_trigger(page: Page, event_id: str, timeout: float = 90.0) -> None:
     )
 
 
-def expected_plays(events: list[TrackStart | TrackEnd]) -> list[list[str]]:
+def expected_plays(events: list[PlayEvent]) -> list[list[str]]:
     """(track, css class) of each play, newest first, as the page should list them."""
     plays: list[list[str]] = []
     for ev in events:

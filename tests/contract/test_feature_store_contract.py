@@ -20,17 +20,17 @@ from features.session import (
     to_session_event,
 )
 from features.store import ACTIVE_USERS_KEPT, Applied, StoredList
-from nowplaying.events import TrackStart
+from nowplaying.events import PlayEvent, TrackStart
 from tests.contract.conftest import OnBackend
-from tests.support.store import TS, Event, end, list_message, plays, start
+from tests.support.store import TS, end, list_message, plays, start
 from tests.support.store_backends import Backend
 
 
-def offline(events: list[Event]) -> list[SessionEvent]:
+def offline(events: list[PlayEvent]) -> list[SessionEvent]:
     return [to_session_event(e) for e in events]
 
 
-def records(events: list[Event]) -> tuple[str, ...]:
+def records(events: list[PlayEvent]) -> tuple[str, ...]:
     return tuple(encode_event(e) for e in offline(events))
 
 
@@ -63,7 +63,7 @@ def test_events_of_one_batch_see_each_other_and_a_copy_in_the_batch_is_a_duplica
 ) -> None:
     a0, a0_end, a1 = start("sa", 0), end("sa", 0), start("sa", 1)
     b0, b0_end = start("sb", 0, "ub"), end("sb", 0, "ub")
-    batch: list[Event] = [a0, b0, a0_end, a0_end, b0_end, a1, b0]
+    batch: list[PlayEvent] = [a0, b0, a0_end, a0_end, b0_end, a1, b0]
 
     async def body(b: Backend) -> list[Applied]:
         return await b.store.apply_events(batch)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from models.datasets import session_events, synthetic_sessions
+from models.datasets import synthetic_sessions
 from models.experiments import experiment_from
+from models.labelled_sessions import session_events
 from nowplaying.events import RecommendationMessage, TrackStart
 from streams.replay import interleave
 from tests.conftest import SettingsFactory

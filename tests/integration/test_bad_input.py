@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from nowplaying.clients import kafka_producer
-from nowplaying.events import DeadLetter, TrackEnd, TrackStart
+from nowplaying.events import DeadLetter, PlayEvent
 from streams.replay import RawRecord, interleave
 from tests.conftest import SettingsFactory
 from tests.support.api_server import shared_small_model
@@ -36,7 +36,6 @@ from tests.support.pipeline import (
 
 pytestmark = pytest.mark.slow
 
-PlayEvent = TrackStart | TrackEnd
 PER_FAMILY = 25
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from nowplaying.clients import redis_client
-from nowplaying.events import TrackEnd, TrackStart, parse_play_event
+from nowplaying.events import PlayEvent, parse_play_event
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import interleave
@@ -137,7 +137,7 @@ def committed_but_not_applied(
         for partition_values in values.values():
             for raw in partition_values:
                 event = parse_play_event(raw)
-                assert isinstance(event, TrackStart | TrackEnd)
+                assert isinstance(event, PlayEvent)
                 if not client.sismember(keys.session_seen(event.session_id), event.event_id):
                     missing.append(event.event_id)
         client.close()

@@ -22,7 +22,7 @@ import pytest
 
 from models.registry import LATEST
 from nowplaying.clients import redis_client
-from nowplaying.events import PLAY_EVENT_ADAPTER, TrackEnd, TrackStart
+from nowplaying.events import PLAY_EVENT_ADAPTER, PlayEvent, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import RawRecord, interleave
@@ -40,8 +40,6 @@ from tests.support.pipeline import (
 )
 from tests.support.readiness import readiness_document
 from tests.support.services import RedisServer
-
-PlayEvent = TrackStart | TrackEnd
 
 pytestmark = pytest.mark.slow
 

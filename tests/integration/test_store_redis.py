@@ -15,12 +15,13 @@ from features.store import Applied, RedisClusterStore, RedisSingleStore, StoredL
 from features.store.base import as_text
 from features.store.redis_common import RedisStore
 from nowplaying.clients import AsyncRedisClient
+from nowplaying.events import PlayEvent
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.services import RedisServer
 from tests.support.settings import isolated_settings
-from tests.support.store import TS, Event, end, list_message, plays, run_with_store, start
+from tests.support.store import TS, end, list_message, plays, run_with_store, start
 
 T = TypeVar("T")
 
@@ -102,7 +103,7 @@ def test_a_mixed_batch_applies_as_the_per_event_calls_do(
             [StoredList("u1", "s1", early.event_id, stored_json)],
             {"u1": ("s1", early.ts)},
         )
-        batch: list[Event] = [
+        batch: list[PlayEvent] = [
             start("s1", 1),
             start("bad-seen", 0, "u2"),
             early,  # a redelivery
@@ -216,7 +217,7 @@ def test_the_scripts_are_reloaded_after_the_server_lost_them(
 ) -> None:
     server = private_redis()
     settings = isolated_settings(redis_url=server.url, redis_key_prefix="p")
-    evs: list[Event] = [start("s1", 0), end("s1", 0), start("s1", 1)]
+    evs: list[PlayEvent] = [start("s1", 0), end("s1", 0), start("s1", 1)]
     trigger = start("s1", 0)
 
     async def body(

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from models.datasets import MSSD_FILE, load_mssd, session_events
-from nowplaying.events import TrackEnd, TrackStart
+from models.datasets import MSSD_FILE, load_mssd
+from models.labelled_sessions import session_events
+from nowplaying.events import PlayEvent, TrackStart
 from streams.replay import interleave
 from tests.conftest import SettingsFactory
 from tests.support.api_server import shared_small_model
@@ -40,7 +41,6 @@ from tests.support.services import free_port
 
 pytestmark = [pytest.mark.soak, pytest.mark.integration]
 
-PlayEvent = TrackStart | TrackEnd
 SAMPLE_S = 5.0
 WARMUP_SHARE = 0.5
 MAX_GROWTH_MIB_PER_HOUR = 20.0

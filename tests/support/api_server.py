@@ -32,14 +32,13 @@ import httpx
 import uvicorn
 
 from features.store import FeatureStore, StoredList
-from nowplaying.events import Recommendation, RecommendationMessage, TrackEnd, TrackStart
+from nowplaying.events import PlayEvent, Recommendation, RecommendationMessage, TrackEnd, TrackStart
 from nowplaying.settings import Settings
 from serving.app import create_app
 from tests.support.pipeline import nowplaying_exe, train_small_model, worker_env
 from tests.support.services import free_port
 from tests.support.store import run_with_store
 
-PlayEvent = TrackStart | TrackEnd
 #: Event time of the first event of :func:`session`.
 T0 = 1_795_800_000_000
 _models: dict[str, Path] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nowplaying.events import TrackEnd, TrackStart
+from nowplaying.events import PlayEvent, TrackEnd, TrackStart
 from nowplaying.settings import Settings
 from streams.pipeline import RawMessage
 
@@ -40,7 +40,7 @@ def end(i: int, track: str, skipped: bool, session: str = "s1", user: str = "u1"
     )
 
 
-def raw(values: Sequence[bytes | TrackStart | TrackEnd], first_offset: int = 0) -> list[RawMessage]:
+def raw(values: Sequence[bytes | PlayEvent], first_offset: int = 0) -> list[RawMessage]:
     out = []
     for i, v in enumerate(values):
         value = v if isinstance(v, bytes) else v.model_dump_json().encode()

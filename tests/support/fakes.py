@@ -28,7 +28,7 @@ from features.session import (
     to_session_event,
 )
 from features.store import ACTIVE_USERS_KEPT, Applied, StoredList
-from nowplaying.events import Recommendation, RecommendationMessage, TrackEnd, TrackStart
+from nowplaying.events import PlayEvent, Recommendation, RecommendationMessage
 from nowplaying.keys import Keys
 
 
@@ -109,7 +109,7 @@ class MemoryStore:
 
     # --- FeatureStore ---------------------------------------------------------------------
 
-    async def apply_events(self, events: Sequence[TrackStart | TrackEnd]) -> list[Applied]:
+    async def apply_events(self, events: Sequence[PlayEvent]) -> list[Applied]:
         self.apply_calls += 1
         if self.apply_failures:
             self.apply_failures -= 1
@@ -257,9 +257,7 @@ class RecordingSensor:
     def on_batch(self, size: int) -> None:
         self.calls.append(("batch", size))
 
-    def on_event_applied(
-        self, event: TrackStart | TrackEnd, duplicate: bool, variant: str | None
-    ) -> None:
+    def on_event_applied(self, event: PlayEvent, duplicate: bool, variant: str | None) -> None:
         self.calls.append(("event_applied", event.event_id, duplicate, variant))
 
     def on_dead_letter(self, reason: str) -> None:

@@ -24,13 +24,11 @@ from kafka import KafkaConsumer, TopicPartition
 
 from features.session import encode_event, fold_events, state_summary, to_session_event
 from nowplaying.clients import kafka_admin, kafka_python_security_kwargs, redis_client
-from nowplaying.events import TrackEnd, TrackStart
+from nowplaying.events import PlayEvent, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import RawRecord, ReplaySummary, replay_events
 from tests.support.pipeline import InvariantReport, TopicReader, WorkerProcess
-
-PlayEvent = TrackStart | TrackEnd
 
 
 def starts_of(events: Iterable[PlayEvent]) -> set[str]:

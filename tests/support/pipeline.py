@@ -50,14 +50,13 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
 from features.session import encode_event, fold_events, state_summary, to_session_event
-from models.datasets import MSSD_FILE, load_mssd, session_events
+from models.datasets import MSSD_FILE, load_mssd
+from models.labelled_sessions import session_events
 from nowplaying.clients import kafka_python_security_kwargs, redis_client
-from nowplaying.events import DeadLetter, RecommendationMessage, TrackEnd, TrackStart
+from nowplaying.events import DeadLetter, PlayEvent, RecommendationMessage, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import RawRecord, ReplaySummary, replay_events
-
-PlayEvent = TrackStart | TrackEnd
 
 
 def nowplaying_exe() -> str:

@@ -10,12 +10,11 @@ from typing import TypeVar
 from features.store import RedisClusterStore, feature_store_for
 from features.store.redis_common import RedisStore
 from nowplaying.clients import AsyncRedisClient, async_redis_client
-from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
+from nowplaying.events import PlayEvent, RecommendationMessage, TrackEnd, TrackStart
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 
 T = TypeVar("T")
-Event = TrackStart | TrackEnd
 #: Event time of the first event of :func:`start` / :func:`end`.
 TS = 1_795_900_000_000
 
@@ -88,6 +87,6 @@ def end(session: str, i: int, user: str = "u1") -> TrackEnd:
     )
 
 
-def plays(session: str, n: int, user: str = "u1") -> list[Event]:
+def plays(session: str, n: int, user: str = "u1") -> list[PlayEvent]:
     """``n`` tracks of ``session`` started and ended, in order."""
     return [e for i in range(n) for e in (start(session, i, user), end(session, i, user))]

@@ -70,7 +70,7 @@ def test_each_subcommand_names_its_runner() -> None:
     assert targets["topics"] == "streams.topics:run"
     assert targets["worker"] == "streams.worker:run"
     assert targets["api"] == "serving.main:run"
-    assert targets["train"] == "models.train:run"
+    assert targets["train"] == "models.train_cli:run"
     assert all(isinstance(t, str) and t.count(":") == 1 for t in targets.values())
 
 

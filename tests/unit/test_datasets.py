@@ -8,16 +8,18 @@ import pytest
 from features.session import outcome_of
 from models.datasets import (
     DataError,
-    Play,
-    Session,
-    fingerprint,
     load_mssd,
     load_play_events_jsonl,
     load_sessions,
-    session_events,
-    split_sessions,
     synthetic_sessions,
     write_play_events_jsonl,
+)
+from models.labelled_sessions import (
+    LabelledPlay,
+    Session,
+    fingerprint,
+    session_events,
+    split_sessions,
 )
 from nowplaying.events import TrackEnd, TrackStart, parse_play_event
 from nowplaying.settings import Settings
@@ -87,7 +89,11 @@ def test_session_events_are_valid_contract_events_consistent_with_outcomes() -> 
     session = Session(
         "s-1",
         "u-1",
-        (Play("t-1", "listened"), Play("t-2", "skip_early"), Play("t-3", "skip_late")),
+        (
+            LabelledPlay("t-1", "listened"),
+            LabelledPlay("t-2", "skip_early"),
+            LabelledPlay("t-3", "skip_late"),
+        ),
     )
     events = session_events(session, start_ts=1_795_824_000_000)
     assert [e.event_id for e in events] == [
@@ -120,7 +126,9 @@ def test_event_ids_of_sessions_with_long_ids_stay_valid_and_distinct(
     session_id: str, tmp_path: Path
 ) -> None:
     session = Session(
-        session_id, "ユーザー 3", (Play("t 1", "listened"), Play("t/2", "skip_early"))
+        session_id,
+        "ユーザー 3",
+        (LabelledPlay("t 1", "listened"), LabelledPlay("t/2", "skip_early")),
     )
     events = session_events(session, start_ts=1_795_824_000_000)
     ids = [e.event_id for e in events]
@@ -154,12 +162,14 @@ def test_play_event_log_round_trips_sessions(tmp_path: Path) -> None:
 
 
 def test_play_event_log_ignores_a_start_without_end(tmp_path: Path) -> None:
-    session = Session("s-9", "u-9", (Play("t-1", "listened"), Play("t-2", "skip_early")))
+    session = Session(
+        "s-9", "u-9", (LabelledPlay("t-1", "listened"), LabelledPlay("t-2", "skip_early"))
+    )
     events = session_events(session)
     path = tmp_path / "e.jsonl"
     path.write_text("\n".join(e.model_dump_json() for e in events[:3]) + "\n")
     loaded = load_play_events_jsonl(path)
-    assert loaded == [Session("s-9", "u-9", (Play("t-1", "listened"),))]
+    assert loaded == [Session("s-9", "u-9", (LabelledPlay("t-1", "listened"),))]
 
 
 def test_split_is_80_10_10_disjoint_and_independent_of_input_order() -> None:

@@ -20,7 +20,7 @@ from models.experiments import (
     parse_variants,
 )
 from nowplaying import metrics
-from nowplaying.events import RecommendationMessage, TrackEnd, TrackStart
+from nowplaying.events import PlayEvent, RecommendationMessage
 from streams.instrumentation import NullSensor, PrometheusSensor
 from streams.pipeline import Pipeline
 from tests.support.batches import NOW_S, end, pipeline_settings, raw, start
@@ -186,7 +186,7 @@ def test_each_listener_is_ranked_by_the_model_of_its_variant() -> None:
         clock=lambda: NOW_S,
     )
     users = [f"listener-{i}" for i in range(40)]
-    batch: list[TrackStart | TrackEnd] = [start(0, "t1", session=f"s-{u}", user=u) for u in users]
+    batch: list[PlayEvent] = [start(0, "t1", session=f"s-{u}", user=u) for u in users]
     batch += [end(0, "t1", True, session=f"s-{u}", user=u) for u in users]
     outcomes_before = {
         name: metrics.VARIANT_OUTCOMES.labels(name, "skip_early")._value.get() for name in rankers

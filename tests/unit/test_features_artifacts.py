@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from features.artifacts import TrackArtifacts, fit_artifacts
-from models.datasets import Play, Session, synthetic_sessions
+from models.datasets import synthetic_sessions
+from models.labelled_sessions import LabelledPlay, Session
 
 
 def session(sid: str, *plays: tuple[str, str]) -> Session:
-    return Session(sid, f"u-{sid}", tuple(Play(t, o) for t, o in plays))  # type: ignore[arg-type]
+    return Session(sid, f"u-{sid}", tuple(LabelledPlay(t, o) for t, o in plays))  # type: ignore[arg-type]
 
 
 SESSIONS = [

@@ -32,8 +32,9 @@ from features.context import (
 )
 from features.rows import FEATURE_NAMES, rows_for, rows_for_many
 from features.session import SessionState
-from models.datasets import Session, split_sessions, synthetic_sessions
-from models.queries import session_queries
+from models.datasets import synthetic_sessions
+from models.labelled_sessions import Session, split_sessions
+from models.ranking_queries import session_queries
 
 
 @pytest.fixture(scope="module")

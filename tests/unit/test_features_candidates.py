@@ -7,8 +7,9 @@ from features.artifacts import TrackArtifacts, fit_artifacts
 from features.candidates import COLISTEN, POPULAR, SOURCES, TASTE, generate_candidates
 from features.context import state_context
 from features.session import SessionEvent, SessionState, fold_events
-from models.datasets import Session, split_sessions, synthetic_sessions
-from models.queries import session_queries
+from models.datasets import synthetic_sessions
+from models.labelled_sessions import Session, split_sessions
+from models.ranking_queries import session_queries
 
 
 @pytest.fixture(scope="module")

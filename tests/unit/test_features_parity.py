@@ -25,15 +25,9 @@ from features.session import (
     encode_event,
     to_session_event,
 )
-from models.datasets import (
-    Session,
-    load_mssd,
-    session_events,
-    session_records,
-    split_sessions,
-    synthetic_sessions,
-)
-from models.queries import RankingData, session_queries, training_data
+from models.datasets import load_mssd, synthetic_sessions
+from models.labelled_sessions import Session, session_events, session_records, split_sessions
+from models.ranking_queries import RankingData, session_queries, training_data
 from nowplaying.events import Rejection, TrackStart, parse_play_event
 
 REAL_MSSD = Path("../shared/data/mssd-derived-sessions/mini-spotify-data.csv")

@@ -8,7 +8,8 @@ from features.candidates import generate_candidates
 from features.context import state_context
 from features.rows import FEATURE_NAMES, N_FEATURES, build_rows, rows_for, rows_for_many
 from features.session import SessionEvent, SessionState, fold_events
-from models.datasets import split_sessions, synthetic_sessions
+from models.datasets import synthetic_sessions
+from models.labelled_sessions import split_sessions
 
 
 @pytest.fixture(scope="module")

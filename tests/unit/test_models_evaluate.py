@@ -10,7 +10,6 @@ from features.artifacts import fit_artifacts
 from features.candidates import Candidates
 from features.context import state_context
 from features.session import SessionEvent, fold_events
-from models.datasets import Play, Session
 from models.evaluate import (
     Evaluation,
     method_ranks,
@@ -19,6 +18,7 @@ from models.evaluate import (
     summary_table,
     write_report,
 )
+from models.labelled_sessions import LabelledPlay, Session
 from models.recommender import Scored
 
 
@@ -35,11 +35,11 @@ def test_method_ranks_order_the_same_candidates_three_ways() -> None:
     # d follows a three times, b follows a twice, c once; popularity: b > c > d > a... by plays.
     plays = [("a", "d"), ("a", "d"), ("a", "d"), ("a", "b"), ("a", "b"), ("a", "c")]
     sessions = [
-        Session(f"s{i}", "u", (Play(x, "listened"), Play(y, "listened")))
+        Session(f"s{i}", "u", (LabelledPlay(x, "listened"), LabelledPlay(y, "listened")))
         for i, (x, y) in enumerate(plays)
     ]
-    sessions += [Session(f"p{i}", "u", (Play("b", "listened"),)) for i in range(5)]
-    sessions += [Session(f"q{i}", "u", (Play("c", "listened"),)) for i in range(4)]
+    sessions += [Session(f"p{i}", "u", (LabelledPlay("b", "listened"),)) for i in range(5)]
+    sessions += [Session(f"q{i}", "u", (LabelledPlay("c", "listened"),)) for i in range(4)]
     art = fit_artifacts(sessions, embedding_dim=1)
     ctx = state_context(fold_events([SessionEvent("start", "a", 1, None)]), art)
     tracks = np.array([art.index[t] for t in ("b", "c", "d")], np.int32)

@@ -16,8 +16,9 @@ from features.artifacts import TrackArtifacts
 from features.candidates import SOURCES
 from features.rows import N_FEATURES
 from features.session import SessionEvent, SessionState, fold_events
-from models.datasets import Session, split_sessions, synthetic_sessions
-from models.queries import session_queries
+from models.datasets import synthetic_sessions
+from models.labelled_sessions import Session, split_sessions
+from models.ranking_queries import session_queries
 from models.recommender import ModelMismatchError, Recommender
 from models.train import TrainConfig, train_model
 

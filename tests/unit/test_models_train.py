@@ -12,10 +12,11 @@ import pytest
 
 from features.artifacts import TrackArtifacts
 from features.rows import FEATURE_NAMES, FEATURE_VERSION
-from models.datasets import Play, Session, split_sessions, synthetic_sessions
+from models.datasets import synthetic_sessions
 from models.evaluate import CHART_FILE, METRICS_FILE, REPORT_FILE
 from models.export import onnx_scores, onnx_session
-from models.queries import RankingData, session_queries, training_data
+from models.labelled_sessions import LabelledPlay, Session, split_sessions
+from models.ranking_queries import RankingData, session_queries, training_data
 from models.registry import LATEST, LIGHTGBM_FILE, MODEL_FILE, resolve_version_dir
 from models.train import TrainConfig, fit_ranker, train_model
 from nowplaying.cli import main
@@ -40,10 +41,10 @@ def with_test_only_transitions(sessions: list[Session]) -> tuple[list[Session], 
     changed = {}
     for s in test[:5]:
         extra = (
-            Play(LEAK_FROM, "listened"),
-            Play(LEAK_TO, "listened"),
-            Play(known_pair[0], "listened"),
-            Play(known_pair[1], "listened"),
+            LabelledPlay(LEAK_FROM, "listened"),
+            LabelledPlay(LEAK_TO, "listened"),
+            LabelledPlay(known_pair[0], "listened"),
+            LabelledPlay(known_pair[1], "listened"),
         )
         changed[s.session_id] = replace(s, plays=s.plays + extra)
     return [changed.get(s.session_id, s) for s in sessions], known_pair

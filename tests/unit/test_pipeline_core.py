@@ -17,9 +17,8 @@ import pytest
 from features.session import SessionEvent, fold_events, state_summary, to_session_event
 from nowplaying.events import (
     DeadLetter,
+    PlayEvent,
     RecommendationMessage,
-    TrackEnd,
-    TrackStart,
 )
 from streams.instrumentation import STORED_LIST, CountingSensor, Counts, Sensors
 from streams.pipeline import Pipeline, RawMessage
@@ -73,7 +72,7 @@ class Harness:
         return [DeadLetter.model_validate_json(v) for v in dlq]
 
 
-SESSION: list[TrackStart | TrackEnd] = [
+SESSION: list[PlayEvent] = [
     start(0, "t1"),
     end(0, "t1", True),
     start(1, "t2"),
@@ -204,7 +203,7 @@ def test_publishing_is_retried_until_every_record_is_acknowledged() -> None:
 
 
 def test_a_session_the_ranker_fails_on_is_dead_lettered_and_the_others_listed() -> None:
-    other: list[TrackStart | TrackEnd] = [
+    other: list[PlayEvent] = [
         start(0, "t7", session="s2", user="u2"),
         start(1, "t8", session="s2", user="u2"),
     ]

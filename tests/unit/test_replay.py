@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.datasets import Play, Session, session_events
-from nowplaying.events import TrackEnd, TrackStart
+from models.labelled_sessions import LabelledPlay, Session, session_events
+from nowplaying.events import PlayEvent
 from streams.replay import event_time_schedule, interleave, replay_events
 from tests.support.settings import isolated_settings
 
@@ -60,8 +60,8 @@ def test_interleave_starts_the_first_sessions_together_and_mixes_them() -> None:
     assert switches > 10  # really interleaved, not one session after the other
 
 
-def make_session(i: int, n: int) -> list[TrackStart | TrackEnd]:
-    plays = tuple(Play(f"t{j}", "listened" if j % 2 else "skip_early") for j in range(n))
+def make_session(i: int, n: int) -> list[PlayEvent]:
+    plays = tuple(LabelledPlay(f"t{j}", "listened" if j % 2 else "skip_early") for j in range(n))
     return session_events(Session(f"s{i}", f"u{i}", plays))
 
 
@@ -112,7 +112,7 @@ def test_replay_events_restamps_keys_by_user_and_passes_raw_records_through() ->
     events = make_session(1, 2)
     ticks = iter(range(1_795_900_000, 1_795_900_100))
     producer = FakeProducer()
-    sent: list[TrackStart | TrackEnd] = []
+    sent: list[PlayEvent] = []
     items: list[Any] = [events[0], (b"k", b"{broken"), *events[1:]]
     summary = replay_events(
         settings, items, producer=producer, sent=sent, clock=lambda: float(next(ticks))

@@ -6,8 +6,9 @@ session state right after the ``track_start`` of play ``p``: play ``p`` is the c
 outcome is not known yet, and plays ``p+1...`` are unseen. The target is play ``p+1``, with
 the graded label :data:`GAIN` of its outcome. The state is folded by
 :func:`features.session.apply_event` over the records the stream derives from the session's play
-events (:func:`models.datasets.session_records`, equal to ``to_session_event`` of each of
-:func:`models.datasets.session_events`), exactly as the stream folds the Redis session log.
+events (:func:`models.labelled_sessions.session_records`, equal to ``to_session_event`` of each
+of :func:`models.labelled_sessions.session_events`), exactly as the stream folds the Redis
+session log.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from features.candidates import generate_candidates_many
 from features.context import state_contexts
 from features.rows import N_FEATURES, rows_for_many
 from features.session import Outcome, SessionState, apply_event
-from models.datasets import Session, session_records
+from models.labelled_sessions import Session, session_records
 
 #: Queries whose rows are built in one batch.
 _ROW_BATCH: Final = 256
