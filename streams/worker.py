@@ -60,6 +60,7 @@ from nowplaying.clients import async_redis_client, faust_broker_credentials, fau
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.batching import Batcher
+from streams.faust_kafka import use_idempotent_producer
 from streams.pipeline import BatchResult, Pipeline, RawMessage
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ READY_PING_TIMEOUT_S = 1.0
 
 
 class FaustPublisher:
-    """Publishes through the app's own Kafka producer (acks=all); returns the delivery future."""
+    """Publishes through the app's own Kafka producer (acks=all, idempotent); returns the
+    delivery future."""
 
     def __init__(self, app: faust.App) -> None:
         self._app = app
@@ -260,6 +262,7 @@ def build_app(settings: Settings, runtime: WorkerRuntime, datadir: Path) -> faus
         web_host=settings.worker_metrics_host,
         web_stats_enabled=False,
     )
+    use_idempotent_producer(app)
     runtime.attach(app)
     topic = app.topic(
         settings.topic_play_events, value_serializer="raw", key_serializer="raw", internal=False
