@@ -19,8 +19,8 @@ SOAK_ARGS ?=
 # Benchmark suite and options, e.g. `make bench BENCH_ARGS="e2e"` (python -m devtools.bench -h).
 BENCH_ARGS ?=
 
-.PHONY: help setup system-packages kafka-jars up down status test test-unit lint format \
-	demo bench soak clean
+.PHONY: help setup system-packages kafka-jars up down status cluster-up cluster-down \
+	cluster-status test test-unit lint format demo bench soak clean
 
 help: ## List the targets
 	@echo "nowplaying: make <target>"
@@ -61,6 +61,15 @@ down: ## Stop Kafka and Redis (their data stays under var/)
 
 status: $(STAMP) ## Show whether Kafka and Redis are running
 	@$(SERVICES) status
+
+cluster-up: $(STAMP) ## Start a 3-broker Kafka cluster (127.0.0.1:19092-19094); no-op when running
+	@$(SERVICES) cluster up
+
+cluster-down: ## Stop the 3-broker Kafka cluster (its data stays under var/kafka-cluster)
+	@if [[ -x $(PY) ]]; then $(SERVICES) cluster down; fi
+
+cluster-status: $(STAMP) ## Show whether each node of the 3-broker Kafka cluster runs
+	@$(SERVICES) cluster status
 
 # Full check, as CI runs it: services up, lint, the whole suite (soak excluded), services down
 # again when this run started them (a developer's running services are left alone). The exit

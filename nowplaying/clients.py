@@ -151,13 +151,16 @@ def kafka_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
 
 
 def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
-    """A kafka-python producer (acks=all, idempotent where the broker allows; caller closes)."""
+    """A kafka-python producer (the caller closes it): ``acks=all`` (a record is acknowledged
+    once ``min.insync.replicas`` brokers have it) and idempotent (a retried send is written
+    once, and retries cannot reorder a partition's records)."""
     from kafka import KafkaProducer  # noqa: PLC0415
 
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_servers,
         "client_id": "nowplaying-producer",
         "acks": "all",
+        "enable_idempotence": True,
         "linger_ms": 5,
         **kafka_python_security_kwargs(settings),
         **overrides,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -59,7 +59,14 @@ class Settings(BaseSettings):
     )
     topic_partitions: int = Field(8, ge=1, description="Partitions for the topics we create.")
     topic_replication_factor: int = Field(
-        1, ge=1, description="Replication factor of the topics we create."
+        1, ge=1, description="Replication factor of the topics we create (3 on a cluster)."
+    )
+    topic_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of the topics we create: replicas that must have a "
+        "record before an acks=all write succeeds. Default min(2, replication factor); at "
+        "most the replication factor.",
     )
     consumer_group: str = Field(
         "nowplaying-worker", description="Kafka consumer group (and Faust app id) of the workers."
@@ -195,6 +202,23 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every process."
     )
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Settings:
+        wanted, replicas = self.topic_min_insync_replicas, self.topic_replication_factor
+        if wanted is not None and wanted > replicas:
+            raise ValueError(
+                f"topic_min_insync_replicas={wanted} exceeds topic_replication_factor="
+                f"{replicas}: no acks=all write could ever succeed"
+            )
+        return self
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """``topic_min_insync_replicas``, or min(2, replication factor) when unset."""
+        if self.topic_min_insync_replicas is not None:
+            return self.topic_min_insync_replicas
+        return min(2, self.topic_replication_factor)
 
     @property
     def kafka_servers(self) -> list[str]:

@@ -4,9 +4,12 @@
 # devtools/services/; this wrapper only finds the project's Python.
 #
 #   scripts/services.sh up|down|status|fetch [kafka|redis|all]
+#   scripts/services.sh cluster up|down|status      (a 3-broker Kafka cluster)
 #
 # Environment: NP_KAFKA_PORT (9092), NP_KAFKA_CONTROLLER_PORT (9093), NP_REDIS_PORT (6380),
-# NP_STATE_DIR (var), NP_CACHE_DIR (.cache), NP_KAFKA_HEAP_OPTS (-Xms256m -Xmx1g).
+# NP_STATE_DIR (var), NP_CACHE_DIR (.cache), NP_KAFKA_HEAP_OPTS (-Xms256m -Xmx1g),
+# NP_KAFKA_CLUSTER_PORT (19092: brokers 19092-19094, controllers 19192-19194),
+# NP_KAFKA_CLUSTER_HEAP_OPTS (-Xms128m -Xmx512m -XX:TieredStopAtLevel=1).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

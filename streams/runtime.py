@@ -26,7 +26,8 @@ from streams.pipeline import Pipeline
 
 
 class FaustPublisher:
-    """Publishes through the app's own Kafka producer (acks=all); returns the delivery future."""
+    """Publishes through the app's own Kafka producer (acks=all, idempotent); returns the
+    delivery future."""
 
     def __init__(self, app: faust.App) -> None:
         self._app = app

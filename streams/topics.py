@@ -2,7 +2,14 @@
 
 ``nowplaying topics`` runs :func:`run`; the worker, the test fixtures and ``docker compose``'s
 ``init`` service call :func:`ensure_topics`, which is idempotent: topics that already exist
-are left as they are (a partition count that differs from the settings is reported).
+are left as they are (a partition count or replication factor that differs from the settings
+is reported).
+
+Durability: every topic gets ``NP_TOPIC_REPLICATION_FACTOR`` replicas (3 on a cluster),
+``min.insync.replicas`` from :attr:`Settings.min_insync_replicas` (default min(2, replicas): an
+``acks=all`` write is on two brokers before it succeeds, and one broker may be down without
+stopping writes) and no unclean leader election (an out-of-sync replica never becomes leader,
+so an acknowledged write is never lost). Every producer of nowplaying uses ``acks=all``.
 """
 
 from __future__ import annotations
@@ -58,9 +65,20 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, Any]]:
         name: {
             "num_partitions": settings.topic_partitions,
             "replication_factor": settings.topic_replication_factor,
-            "configs": {"cleanup.policy": "delete", "retention.ms": str(RETENTION_MS[role])},
+            "configs": topic_configs(settings, role),
         }
         for role, name in names.items()
+    }
+
+
+def topic_configs(settings: Settings, role: str) -> dict[str, str]:
+    """The topic-level configs of one topic role (``play_events``, ``recommendations``,
+    ``dead_letters``): cleanup, retention and the durability settings."""
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(RETENTION_MS[role]),
+        "min.insync.replicas": str(settings.min_insync_replicas),
+        "unclean.leader.election.enable": "false",
     }
 
 
@@ -81,30 +99,36 @@ def ensure_topics(
         codes = {t["name"]: (t["error_code"], t.get("error_message")) for t in response["topics"]}
         good = [name for name, (code, _) in codes.items() if code in (0, TOPIC_ALREADY_EXISTS)]
         client.wait_for_topics(good, timeout_ms=timeout_ms)
-        partitions = {
-            t["name"]: len(t["partitions"])
-            for t in client.describe_topics(good)
-            if not t["error_code"]
-        }
-        return [
-            _status(name, codes[name], partitions.get(name), settings.topic_partitions)
-            for name in specs
-        ]
+        described = {t["name"]: t for t in client.describe_topics(good) if not t["error_code"]}
+        return [_status(name, codes[name], described.get(name), settings) for name in specs]
     finally:
         if own:
             client.close()
 
 
 def _status(
-    name: str, code_and_message: tuple[int, str | None], partitions: int | None, wanted: int
+    name: str,
+    code_and_message: tuple[int, str | None],
+    described: dict[str, Any] | None,
+    settings: Settings,
 ) -> TopicStatus:
     code, message = code_and_message
     if code not in (0, TOPIC_ALREADY_EXISTS):
         return TopicStatus(name, False, None, f"error {code}: {message or 'create failed'}")
-    if partitions is not None and partitions != wanted:
-        note = f"has {partitions} partitions, settings say {wanted} (left unchanged)"
-        return TopicStatus(name, code == 0, partitions, note)
-    return TopicStatus(name, code == 0, partitions)
+    if described is None:
+        return TopicStatus(name, code == 0, None)
+    partitions = len(described["partitions"])
+    replicas = {len(p["replica_nodes"]) for p in described["partitions"]}
+    notes = []
+    if partitions != settings.topic_partitions:
+        notes.append(f"has {partitions} partitions, settings say {settings.topic_partitions}")
+    if replicas and replicas != {settings.topic_replication_factor}:
+        shown = "/".join(str(r) for r in sorted(replicas))
+        notes.append(
+            f"has replication factor {shown}, settings say {settings.topic_replication_factor}"
+        )
+    note = "; ".join(notes) + " (left unchanged)" if notes else None
+    return TopicStatus(name, code == 0, partitions, note)
 
 
 def delete_topics(settings: Settings, admin: KafkaAdminClient | None = None) -> None:

@@ -29,6 +29,7 @@ from faust.streams import Stream
 from models.experiments import ExperimentError
 from nowplaying.clients import faust_broker_credentials, faust_broker_urls
 from nowplaying.settings import Settings
+from streams.faust_kafka import use_idempotent_producer
 from streams.lag import add_lag_timer
 from streams.loading import load_models
 from streams.runtime import WorkerRuntime, start_runtime
@@ -38,10 +39,10 @@ log = logging.getLogger(__name__)
 
 
 def faust_app(settings: Settings, datadir: Path) -> faust.App:
-    """The bare Faust app: raw bytes, no tables, the worker's HTTP port, acks from every
-    replica."""
+    """The bare Faust app: raw bytes, no tables, the worker's HTTP port, an idempotent producer
+    with acks from every in-sync replica."""
     session_timeout = settings.worker_session_timeout_seconds
-    return faust.App(
+    app = faust.App(
         settings.consumer_group,
         broker=faust_broker_urls(settings),
         broker_credentials=faust_broker_credentials(settings),
@@ -62,6 +63,8 @@ def faust_app(settings: Settings, datadir: Path) -> faust.App:
         web_host=settings.worker_metrics_host,
         web_stats_enabled=False,
     )
+    use_idempotent_producer(app)
+    return app
 
 
 def wire(app: faust.App, runtime: WorkerRuntime) -> None:

@@ -26,7 +26,10 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
 
 
 def producer_for(settings: Settings, **extra: Any) -> AIOKafkaProducer:
-    return AIOKafkaProducer(**kafka_client_options(settings), **extra)
+    """An aiokafka producer as durable as the worker's: acks=all, idempotent (``extra`` adds to
+    or overrides that)."""
+    options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, **extra}
+    return AIOKafkaProducer(**kafka_client_options(settings), **options)
 
 
 @dataclass

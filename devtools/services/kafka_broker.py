@@ -1,8 +1,9 @@
 """One Apache Kafka node on loopback: configure, format, start, probe, stop and kill it.
 
 The development stack runs one (broker and controller in one process); a cluster of several
-would run one :class:`KafkaBroker` per node, each with its ``node_id``, the shared
-``quorum_voters`` and ``cluster_id``.
+(:class:`devtools.services.kafka_cluster.KafkaCluster`) runs one :class:`KafkaBroker` per node,
+each with its ``node_id``, the shared ``quorum_voters``, ``cluster_id`` and
+``replication_factor``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class KafkaBroker:
     SASL_PLAINTEXT with SCRAM-SHA-256/512 and those users are created at format time.
     ``node_id``, ``quorum_voters`` (node id -> controller port) and ``cluster_id`` (random when
     not given) place the node in a cluster; the defaults make it a cluster of its own.
+    ``replication_factor`` is the cluster's default for new and internal topics.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class KafkaBroker:
         node_id: int = 1,
         quorum_voters: Mapping[int, int] | None = None,
         cluster_id: str | None = None,
+        replication_factor: int = 1,
     ) -> None:
         if scram_users and SCRAM_ADMIN_USER not in scram_users:
             raise ValueError(f"scram_users must include the inter-broker user {SCRAM_ADMIN_USER!r}")
@@ -84,6 +87,7 @@ class KafkaBroker:
         self.node_id = node_id
         self.quorum_voters = dict(quorum_voters or {node_id: controller_port})
         self.cluster_id = cluster_id
+        self.replication_factor = replication_factor
         self.version = kafka_version()
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -115,8 +119,16 @@ class KafkaBroker:
 
     def start(self, timeout: float = 90.0, *, say: Say = quiet) -> None:
         """Start the broker (formatting its storage on first use) and wait until it answers."""
+        self.launch(say=say)
+        self.wait_ready(timeout)
+
+    def launch(self, *, say: Say = quiet) -> None:
+        """Start the broker's process (formatting its storage on first use), without waiting.
+
+        The nodes of a cluster are launched together: none answers before a quorum of
+        controllers runs. A running broker is left alone.
+        """
         if self.is_running():
-            self.wait_ready(timeout)
             return
         if port_open(self.port) or port_open(self.controller_port):
             raise ServiceError(
@@ -138,7 +150,6 @@ class KafkaBroker:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{self._proc.pid}\n", encoding="ascii")
-        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Wait until the broker answers a metadata request with an active controller."""
@@ -149,7 +160,7 @@ class KafkaBroker:
                 raise ServiceError(f"the Kafka broker exited; log tail:\n{log_tail(self.log_file)}")
             if port_open(self.port):
                 try:
-                    if self._controller_id() >= 0:
+                    if self.describe_cluster().get("controller_id", -1) >= 0:
                         return
                     last_error = "no active controller yet"
                 except Exception as exc:  # kafka-python raises many types while starting
@@ -189,7 +200,10 @@ class KafkaBroker:
             return True
         return wait_gone(pid, timeout)
 
-    def _controller_id(self) -> int:
+    def describe_cluster(self) -> dict[str, Any]:
+        """The cluster as this broker sees it (kafka-python's ``describe_cluster``): the
+        registered ``brokers`` (each with ``broker_id`` and ``is_fenced``) and the active
+        ``controller_id`` (-1: none)."""
         from kafka import KafkaAdminClient  # noqa: PLC0415 - only the probe needs kafka-python
 
         kwargs: dict[str, Any] = {}
@@ -208,24 +222,27 @@ class KafkaBroker:
             **kwargs,
         )
         try:
-            cluster = admin.describe_cluster()
+            return dict(admin.describe_cluster())
         finally:
             admin.close()
-        return int(cluster.get("controller_id", -1))
 
-    def _write_config(self) -> None:
-        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
-        text = render_server_properties(
+    def server_properties(self) -> str:
+        """The ``server.properties`` this node runs with (written at each start)."""
+        return render_server_properties(
             port=self.port,
             controller_port=self.controller_port,
             data_dir=self.data_dir / "data",
             version=self.version,
             node_id=self.node_id,
             quorum_voters=self.quorum_voters,
+            replication_factor=self.replication_factor,
             scram_users=self.scram_users,
             extra_properties=self.extra_properties,
         )
-        self.properties_file.write_text(text, encoding="utf-8")
+
+    def _write_config(self) -> None:
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(self.server_properties(), encoding="utf-8")
 
     def _format_storage(self, libs: Path) -> None:
         if (self.data_dir / "data" / "meta.properties").exists():

@@ -1,8 +1,9 @@
 """A Kafka node's configuration: ``server.properties`` from the template, SASL/SCRAM, cluster id.
 
 Each node runs in KRaft combined mode (broker + controller) on loopback. The defaults describe
-the single-node development broker; ``node_id`` and ``quorum_voters`` describe one node of a
-cluster of several (each node's controller port, by node id), which all share one cluster id.
+the single-node development broker; ``node_id``, ``quorum_voters`` and ``replication_factor``
+describe one node of a cluster of several (each node's controller port, by node id), which all
+share one cluster id (:mod:`devtools.services.kafka_cluster`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def quorum_voters_property(voters: Mapping[int, int]) -> str:
     return ",".join(f"{node}@127.0.0.1:{port}" for node, port in sorted(voters.items()))
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """The ``min.insync.replicas`` that goes with a replication factor: 2 of 3 (a write survives
+    one broker lost, and one broker may be down without stopping writes), 1 without replicas."""
+    return min(2, replication_factor)
+
+
 def render_server_properties(
     *,
     port: int,
@@ -35,16 +42,23 @@ def render_server_properties(
     version: str,
     node_id: int = 1,
     quorum_voters: Mapping[int, int] | None = None,
+    replication_factor: int = 1,
     scram_users: Mapping[str, str] | None = None,
     extra_properties: Mapping[str, str] | None = None,
 ) -> str:
     """The node's ``server.properties`` from ``infra/kafka/server.properties.template``.
 
     ``quorum_voters`` (node id -> controller port) defaults to this node alone.
+    ``replication_factor`` is the default of new topics and of the internal ones (consumer
+    offsets, transactions); ``min.insync.replicas`` follows from it.
     """
     voters = dict(quorum_voters or {node_id: controller_port})
     if voters.get(node_id) != controller_port:
         raise ValueError(f"quorum_voters must map node {node_id} to its controller port")
+    if not 1 <= replication_factor <= len(voters):
+        raise ValueError(
+            f"replication_factor {replication_factor} needs 1 to {len(voters)} (the nodes)"
+        )
     template = Template(TEMPLATE.read_text(encoding="utf-8"))
     text = template.substitute(
         kafka_version=version,
@@ -54,6 +68,8 @@ def render_server_properties(
         controller_port=controller_port,
         listener_name="SASL_PLAINTEXT" if scram_users else "PLAINTEXT",
         data_dir=data_dir,
+        replication_factor=replication_factor,
+        min_insync_replicas=min_insync_replicas(replication_factor),
     )
     extra: dict[str, str] = {}
     if scram_users:

@@ -1,8 +1,11 @@
 """Where the default instances (``make up``) live: ports and folders, from the environment.
 
 ``NP_KAFKA_PORT`` (9092), ``NP_KAFKA_CONTROLLER_PORT`` (9093), ``NP_REDIS_PORT`` (6380),
-``NP_STATE_DIR`` (``var``: ``kafka/``, ``redis/``, ``log/``), ``NP_CACHE_DIR`` (``.cache``: the
-broker's jars); folders default to the repository's, whatever the working directory.
+``NP_STATE_DIR`` (``var``: ``kafka/``, ``redis/``, ``kafka-cluster/``, ``log/``), ``NP_CACHE_DIR``
+(``.cache``: the broker's jars); folders default to the repository's, whatever the working
+directory. The 3-node cluster (``cluster up``): ``NP_KAFKA_CLUSTER_PORT`` (19092: brokers on
+19092-19094, controllers on 19192-19194) and ``NP_KAFKA_CLUSTER_HEAP_OPTS`` (each node's JVM
+options, default ``-Xms128m -Xmx512m -XX:TieredStopAtLevel=1``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from devtools.paths import CACHE_DIR, VAR_DIR
 from devtools.services.kafka_broker import KafkaBroker
+from devtools.services.kafka_cluster import CLUSTER_HEAP, KafkaCluster, default_ports
 from devtools.services.processes import ServiceError
 from devtools.services.redis_server import RedisServer
 
@@ -27,6 +31,8 @@ class Layout:
     redis_port: int
     state_dir: Path
     cache_dir: Path
+    kafka_cluster_port: int = 19092
+    kafka_cluster_heap: str = CLUSTER_HEAP
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Layout:
@@ -37,6 +43,8 @@ class Layout:
             redis_port=_port(env, "NP_REDIS_PORT", 6380),
             state_dir=Path(env.get("NP_STATE_DIR") or VAR_DIR).absolute(),
             cache_dir=Path(env.get("NP_CACHE_DIR") or CACHE_DIR).absolute(),
+            kafka_cluster_port=_port(env, "NP_KAFKA_CLUSTER_PORT", 19092),
+            kafka_cluster_heap=env.get("NP_KAFKA_CLUSTER_HEAP_OPTS") or CLUSTER_HEAP,
         )
 
     def kafka(self) -> KafkaBroker:
@@ -46,6 +54,22 @@ class Layout:
             self.state_dir / "kafka",
             log_dir=self.state_dir / "log",
             cache_dir=self.cache_dir,
+        )
+
+    def kafka_cluster(self) -> KafkaCluster:
+        """The local 3-node cluster: data under ``kafka-cluster/node-N``, logs under
+        ``log/kafka-cluster/node-N``."""
+        try:
+            ports, controller_ports = default_ports(self.kafka_cluster_port)
+        except ValueError as exc:
+            raise ServiceError(f"NP_KAFKA_CLUSTER_PORT={self.kafka_cluster_port}: {exc}") from None
+        return KafkaCluster(
+            self.state_dir / "kafka-cluster",
+            ports,
+            controller_ports,
+            log_dir=self.state_dir / "log" / "kafka-cluster",
+            cache_dir=self.cache_dir,
+            heap_opts=self.kafka_cluster_heap,
         )
 
     def redis(self) -> RedisServer:

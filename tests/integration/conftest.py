@@ -17,8 +17,10 @@ import pytest
 
 from tests.support.services import (
     KafkaBroker,
+    KafkaCluster,
     RedisServer,
     private_kafka_broker,
+    private_kafka_cluster,
     private_redis_server,
 )
 
@@ -64,6 +66,22 @@ def private_kafka(tmp_path: Path) -> Iterator[Callable[..., KafkaBroker]]:
     it with the same data. Every broker it started is killed at teardown.
     """
     yield from _start_many(tmp_path, "kafka", private_kafka_broker)
+
+
+@pytest.fixture
+def kafka_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
+    """A private 3-node Kafka cluster (KRaft, every node a voter), started, on free ports, its
+    data under this test's ``tmp_path``; topics default to replication factor 3 and
+    ``min.insync.replicas`` 2. ``kafka_cluster.node(i).kill()`` then ``.start()`` restarts one
+    node with its data. Every node is killed at teardown; request this fixture before
+    ``settings_factory`` so that the topics are deleted while the cluster still runs.
+    """
+    cluster = private_kafka_cluster(tmp_path / "kafka-cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.kill()
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ and one printed line of counts per test.
 Private services (a Kafka broker, a Redis server that a test stops or wipes) come from the
 ``private_kafka`` / ``private_redis`` fixtures (:mod:`tests.support.services`); the Redis
 Cluster from :mod:`tests.support.cluster`; the SASL broker from :mod:`tests.support.sasl`.
-The invariant itself is :func:`tests.support.pipeline.check_invariant`.
+The invariant itself is :func:`tests.support.pipeline.check_invariant`;
+:func:`check_stored_lists` adds that every list published is the one kept in Redis.
 """
 
 from __future__ import annotations
@@ -312,6 +313,48 @@ def check_after_state_loss(
         shown = "\n  ".join(violations[:10])
         raise AssertionError(f"{len(violations)} violations ({report}):\n  {shown}")
     return report
+
+
+def check_stored_lists(
+    settings: Settings, valid_events: Sequence[PlayEvent], rec_records: Sequence[Any]
+) -> int:
+    """Every valid ``track_start`` has its list in Redis too (the session's ``recs`` hash, by
+    trigger event id), byte for byte the one published on the output topic, and Redis holds no
+    other list. Returns how many lists Redis holds; raises ``AssertionError`` otherwise."""
+    published: dict[str, set[bytes]] = defaultdict(set)
+    for r in rec_records:
+        published[json.loads(r.value)["trigger_event_id"]].add(bytes(r.value))
+    starts_by_session: dict[str, set[str]] = defaultdict(set)
+    for ev in valid_events:
+        if isinstance(ev, TrackStart):
+            starts_by_session[ev.session_id].add(ev.event_id)
+    keys = Keys(settings.redis_key_prefix)
+    client = redis_client(settings)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for sid in starts_by_session:
+            pipe.hgetall(keys.session_recs(sid))
+        replies = pipe.execute()
+    finally:
+        client.close()
+    violations: list[str] = []
+    stored = 0
+    for (sid, starts), lists in zip(starts_by_session.items(), replies, strict=True):
+        triggers = {k.decode(): bytes(v) for k, v in lists.items()}
+        stored += len(triggers)
+        violations += [f"session {sid}: no list in Redis for {t}" for t in starts - set(triggers)]
+        violations += [
+            f"session {sid}: a list for {t}, no such start" for t in set(triggers) - starts
+        ]
+        violations += [
+            f"session {sid}: the list for {t} in Redis is not the one published"
+            for t, value in triggers.items()
+            if t in starts and published.get(t) != {value}
+        ]
+    if violations:
+        shown = "\n  ".join(violations[:10])
+        raise AssertionError(f"{len(violations)} stored-list violations:\n  {shown}")
+    return stored
 
 
 def print_counts(title: str, report: InvariantReport | StateLossReport, **extra: object) -> None:

@@ -1,4 +1,5 @@
-"""Private Kafka brokers and Redis servers for tests that stop, kill or reconfigure them.
+"""Private Kafka brokers, Kafka clusters and Redis servers for tests that stop, kill or
+reconfigure them.
 
 The logic lives in :mod:`devtools.services` (the same code ``make up`` runs); this module
 adds what tests need around it: free loopback ports and one-call constructors that put every
@@ -13,6 +14,12 @@ Typical fault test (the ``private_kafka`` / ``private_redis`` fixtures of
     broker.stop()            # graceful; broker.kill() for a crash
     time.sleep(10)
     broker.start()           # same data folder: same topics, offsets, committed groups
+
+    cluster = private_kafka_cluster(tmp_path / "cluster")   # 3 KRaft nodes, replication 3
+    cluster.start()
+    cluster.node(2).kill()   # SIGKILL one node; the other two carry on
+    cluster.node(2).start()  # same data folder: it catches up and rejoins every ISR
+    cluster.wait_ready()
 
     redis = private_redis_server(tmp_path / "redis")
     redis.start()
@@ -30,6 +37,7 @@ from devtools.services import (
     SCRAM_ADMIN_USER,
     SCRAM_MECHANISMS,
     KafkaBroker,
+    KafkaCluster,
     Layout,
     RedisServer,
     ServiceError,
@@ -40,6 +48,7 @@ __all__ = [
     "SCRAM_ADMIN_USER",
     "SCRAM_MECHANISMS",
     "KafkaBroker",
+    "KafkaCluster",
     "Layout",
     "RedisServer",
     "ServiceError",
@@ -47,6 +56,7 @@ __all__ = [
     "free_ports",
     "port_open",
     "private_kafka_broker",
+    "private_kafka_cluster",
     "private_redis_server",
 ]
 
@@ -95,6 +105,19 @@ def private_kafka_broker(
         heap_opts=TEST_KAFKA_HEAP,
         scram_users=scram_users,
         extra_properties=extra_properties,
+    )
+
+
+def private_kafka_cluster(folder: Path, *, size: int = 3) -> KafkaCluster:
+    """A cluster of ``size`` KRaft nodes (not yet started) on free ports, every file under
+    ``folder`` (``node-N/``), each node with the small test heap; replication min(3, size)."""
+    ports = free_ports(2 * size)
+    return KafkaCluster(
+        folder,
+        ports[:size],
+        ports[size:],
+        cache_dir=Layout.from_env().cache_dir,
+        heap_opts=TEST_KAFKA_HEAP,
     )
 
 
