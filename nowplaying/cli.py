@@ -147,14 +147,22 @@ def resolve(target: str) -> Runner:
     return cast(Runner, getattr(importlib.import_module(module_name), func_name))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def start_process(log_level: str | None = None) -> Settings:
+    """What an entry point does first: build the Settings (once, from ``NP_*`` and ``.env``),
+    mask their secrets in every log record from now on, and configure logging (``log_level``,
+    when given, overrides ``NP_LOG_LEVEL``)."""
     settings = Settings()
     redact_secrets_in_logs(secret_values(settings))
     logging.basicConfig(
-        level=args.log_level or settings.log_level,
+        level=log_level or settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = start_process(args.log_level)
     try:
         runner = resolve(args.runner)
     except (ImportError, AttributeError) as exc:

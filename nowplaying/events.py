@@ -99,9 +99,7 @@ class _PlayEventBase(BaseModel):
 class TrackStart(_PlayEventBase):
     """A track started playing: the moment a fresh Now Playing list is due."""
 
-    model_config = ConfigDict(
-        extra="ignore",
-        frozen=True,
+    model_config = ConfigDict(  # merged with the base's (extra ignored, frozen)
         json_schema_extra={
             "examples": [
                 {
@@ -127,9 +125,7 @@ class TrackStart(_PlayEventBase):
 class TrackEnd(_PlayEventBase):
     """A track stopped playing, listened through or skipped."""
 
-    model_config = ConfigDict(
-        extra="ignore",
-        frozen=True,
+    model_config = ConfigDict(  # merged with the base's (extra ignored, frozen)
         json_schema_extra={
             "examples": [
                 {

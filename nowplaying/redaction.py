@@ -3,8 +3,9 @@
 The settings keep secrets as ``SecretStr`` (shown as ``**********``), and the client factories
 (:mod:`nowplaying.clients`) read them only to hand them to a client. But libraries log too:
 the Kafka clients log their protocol requests at DEBUG, and a SASL PLAIN request carries the
-password in the clear. The entry point (:func:`nowplaying.cli.main`) therefore installs a log
-record factory that masks the secrets' values in each record's message and traceback.
+password in the clear. Every entry point (:func:`nowplaying.cli.start_process`) therefore
+installs a log record factory that masks the secrets' values in each record's message and
+traceback.
 """
 
 from __future__ import annotations

@@ -7,13 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from devtools.bench.run import RESULTS_DIR, SUITES, run
-from nowplaying.redaction import redact_secrets_in_logs, secret_values
-from nowplaying.settings import Settings
+from nowplaying.cli import start_process
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,10 +53,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
-    redact_secrets_in_logs(secret_values(settings))
-    logging.basicConfig(
-        level=args.log_level or settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return run(settings, args)
+    return run(start_process(args.log_level), args)

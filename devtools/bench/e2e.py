@@ -88,6 +88,18 @@ class BenchError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class _Running:
+    """An implementation running on its own topics, with the harness's producer and reader."""
+
+    s: Settings
+    impl: Impl
+    child: procs.Child
+    producer: AIOKafkaProducer
+    reader: AnswerReader
+    config: RunConfig
+
+
 def step_result(
     *,
     impl: Impl,
@@ -173,15 +185,8 @@ async def run_impl(
     try:
         await producer.start()
         await reader.start()
-        await _warm_up(
-            s=s,
-            impl=impl,
-            child=child,
-            producer=producer,
-            reader=reader,
-            sessions=sessions,
-            config=config,
-        )
+        running = _Running(s, impl, child, producer, reader, config)
+        await _warm_up(running, sessions)
         offset = config.warmup_events
         saturated_at: float | None = None
         for k, step in enumerate(config.steps):
@@ -204,16 +209,7 @@ async def run_impl(
             offset += len(events) // 30 + 1
             if on_running is not None:
                 on_running(child.pid, step)
-            result = await _run_step(
-                s=s,
-                impl=impl,
-                child=child,
-                producer=producer,
-                reader=reader,
-                step=step,
-                events=events,
-                config=config,
-            )
+            result = await _run_step(running, step, events)
             results.append(result)
             if on_step is not None:
                 on_step(result)
@@ -234,19 +230,11 @@ async def run_impl(
     return results
 
 
-async def _warm_up(
-    *,
-    s: Settings,
-    impl: Impl,
-    child: procs.Child,
-    producer: AIOKafkaProducer,
-    reader: AnswerReader,
-    sessions: Sequence[Session],
-    config: RunConfig,
-) -> None:
+async def _warm_up(run: _Running, sessions: Sequence[Session]) -> None:
+    config, reader, child = run.config, run.reader, run.child
     warm = build_workload(sessions, config.warmup_events, tag="w", concurrent=50)
-    await produce_at_rate(producer, s.topic_play_events, warm, config.warmup_rate)
-    wanted = _wanted(impl, warm)
+    await produce_at_rate(run.producer, run.s.topic_play_events, warm, config.warmup_rate)
+    wanted = _wanted(run.impl, warm)
     await reader.collect_until(
         wanted,
         timeout_s=config.startup_timeout_s,
@@ -256,33 +244,24 @@ async def _warm_up(
     got = {a.event_id for a in reader.answers} & wanted
     if len(got) < 0.99 * len(wanted):
         raise BenchError(
-            f"{impl.name}: {len(got)} of {len(wanted)} warm-up answers "
+            f"{run.impl.name}: {len(got)} of {len(wanted)} warm-up answers "
             f"(alive={child.alive()}):\n{child.log_tail()}"
         )
 
 
-async def _run_step(
-    *,
-    s: Settings,
-    impl: Impl,
-    child: procs.Child,
-    producer: AIOKafkaProducer,
-    reader: AnswerReader,
-    step: Step,
-    events: list[Prepared],
-    config: RunConfig,
-) -> E2EResult:
-    port = s.worker_metrics_port
+async def _run_step(run: _Running, step: Step, events: list[Prepared]) -> E2EResult:
+    impl, reader, child = run.impl, run.reader, run.child
+    port = run.s.worker_metrics_port
     before = scrape_metrics(port, WORKER_METRICS) if impl.has_metrics else {}
-    with procs.Sampler(child.pid, config.sample_interval_s) as sampler:
+    with procs.Sampler(child.pid, run.config.sample_interval_s) as sampler:
         collecting = asyncio.create_task(
             reader.collect_until(
                 _wanted(impl, events), timeout_s=1e9, idle_s=1e9, alive=child.alive
             )
         )
-        produced = await produce_at_rate(producer, s.topic_play_events, events, step.rate)
+        produced = await produce_at_rate(run.producer, run.s.topic_play_events, events, step.rate)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(collecting, timeout=config.drain_timeout_s)
+            await asyncio.wait_for(collecting, timeout=run.config.drain_timeout_s)
     after = scrape_metrics(port, WORKER_METRICS) if impl.has_metrics else {}
     return step_result(
         impl=impl,

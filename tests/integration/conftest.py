@@ -5,6 +5,8 @@
   (``kafka_bootstrap``, ``redis_url``, ``settings_factory``, ``unique_settings``).
 * Tests that stop, kill or reconfigure a service use a PRIVATE instance from the fixtures
   below (own ports, own temporary folder), never the shared one.
+* Tests that run their own worker and stop, kill or starve it build its settings with
+  ``worker_settings``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
+from nowplaying.settings import Settings
+from tests.conftest import SettingsFactory
+from tests.support.api_server import shared_small_model
 from tests.support.services import (
     KafkaBroker,
     KafkaCluster,
@@ -92,3 +97,24 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     ``stop(save=False)`` or ``wipe()`` make the restart empty. Killed at teardown.
     """
     yield from _start_many(tmp_path, "redis", private_redis_server)
+
+
+@pytest.fixture
+def worker_settings(
+    settings_factory: SettingsFactory, free_tcp_port: Callable[[], int]
+) -> Callable[..., Settings]:
+    """``worker_settings(**fields) -> Settings`` (through ``settings_factory``) for a worker
+    that a test stops, kills or cuts off: the shared small model, a free metrics port, a 6 s
+    consumer-group session timeout (a dead member's partitions move on soon) and retries
+    capped at 1 s. ``fields`` override these or set others."""
+
+    def make(**fields: Any) -> Settings:
+        defaults: dict[str, Any] = {
+            "model_dir": shared_small_model(),
+            "worker_metrics_port": free_tcp_port(),
+            "worker_session_timeout_seconds": 6.0,
+            "retry_max_seconds": 1.0,
+        }
+        return settings_factory(**(defaults | fields))
+
+    return make

@@ -9,14 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from nowplaying.settings import Settings
 from streams.replay import interleave
-from tests.conftest import SettingsFactory
-from tests.support.api_server import shared_small_model
 from tests.support.faults import (
     assert_healthy,
     print_counts,
@@ -35,20 +32,12 @@ RATE = 300.0
 
 
 def test_broker_stopped_10s_mid_replay_worker_reconnects_and_loses_nothing(
-    settings_factory: SettingsFactory,
+    worker_settings: Callable[..., Settings],
     private_kafka: Callable[..., KafkaBroker],
-    free_tcp_port: Callable[[], int],
     tmp_path: Path,
 ) -> None:
     broker = private_kafka()
-    fields: dict[str, Any] = {
-        "kafka_bootstrap_servers": broker.bootstrap,
-        "model_dir": shared_small_model(),
-        "worker_metrics_port": free_tcp_port(),
-        "worker_session_timeout_seconds": 6.0,
-        "retry_max_seconds": 1.0,
-    }
-    settings: Settings = settings_factory(**fields)
+    settings = worker_settings(kafka_bootstrap_servers=broker.bootstrap)
     events = list(interleave(real_session_events(settings, 80, skip=1400), 40, seed=13))
     live = worker_mid_replay(settings, events, tmp_path / "worker.log", rate=RATE, lists_before=250)
     with live as (worker, recs, replay):

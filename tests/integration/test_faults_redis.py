@@ -13,7 +13,6 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,8 +21,6 @@ from nowplaying.events import PlayEvent, parse_play_event
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import interleave
-from tests.conftest import SettingsFactory
-from tests.support.api_server import shared_small_model
 from tests.support.faults import (
     CommitWatcher,
     assert_healthy,
@@ -51,29 +48,18 @@ RATE = 250.0  # events/s: a 120-session replay lasts ~16 s, so the outage falls 
 
 
 @pytest.fixture
-def make_settings(
-    settings_factory: SettingsFactory, free_tcp_port: Callable[[], int]
-) -> Callable[..., Settings]:
-    def make(**overrides: Any) -> Settings:
-        fields: dict[str, Any] = {
-            "model_dir": shared_small_model(),
-            "worker_metrics_port": free_tcp_port(),
-            "worker_session_timeout_seconds": 6.0,
-            "retry_initial_seconds": 0.1,
-            "retry_max_seconds": 1.0,
-        }
-        return settings_factory(**(fields | overrides))
-
-    return make
+def on_private_redis(
+    worker_settings: Callable[..., Settings], private_redis: Callable[..., RedisServer]
+) -> tuple[RedisServer, Settings]:
+    """A private Redis (the one the test stops or wipes) and a worker's settings using it."""
+    redis = private_redis()
+    return redis, worker_settings(redis_url=redis.url, retry_initial_seconds=0.1)
 
 
 def test_redis_stopped_10s_mid_replay_then_restarted_loses_nothing(
-    make_settings: Callable[..., Settings],
-    private_redis: Callable[..., RedisServer],
-    tmp_path: Path,
+    on_private_redis: tuple[RedisServer, Settings], tmp_path: Path
 ) -> None:
-    redis = private_redis()
-    settings = make_settings(redis_url=redis.url)
+    redis, settings = on_private_redis
     events = list(interleave(real_session_events(settings, 120, skip=1000), 60, seed=11))
     live = worker_mid_replay(settings, events, tmp_path / "worker.log", rate=RATE, lists_before=300)
     with live as (worker, recs, replay):
@@ -147,12 +133,9 @@ def committed_but_not_applied(
 
 
 def test_redis_restarted_empty_sessions_restart_and_no_crash_loop(
-    make_settings: Callable[..., Settings],
-    private_redis: Callable[..., RedisServer],
-    tmp_path: Path,
+    on_private_redis: tuple[RedisServer, Settings], tmp_path: Path
 ) -> None:
-    redis = private_redis()
-    settings = make_settings(redis_url=redis.url)
+    redis, settings = on_private_redis
     events = list(interleave(real_session_events(settings, 100, skip=1200), 50, seed=12))
     live = worker_mid_replay(settings, events, tmp_path / "worker.log", rate=RATE, lists_before=250)
     with live as (worker, recs, replay):

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from nowplaying.settings import Settings
 from streams.replay import interleave
-from tests.conftest import SettingsFactory
-from tests.support.api_server import shared_small_model
 from tests.support.faults import (
     assert_healthy,
     print_counts,
@@ -33,15 +32,11 @@ RATE = 100.0  # ~55 s of replay: B's start-up (~15 s) and A's death both fall in
 
 
 def test_second_worker_joins_mid_replay_then_the_first_is_sigkilled(
-    settings_factory: SettingsFactory, free_tcp_port: Callable[[], int], tmp_path: Path
+    worker_settings: Callable[..., Settings],
+    free_tcp_port: Callable[[], int],
+    tmp_path: Path,
 ) -> None:
-    settings = settings_factory(
-        topic_partitions=4,
-        model_dir=shared_small_model(),
-        worker_metrics_port=free_tcp_port(),
-        worker_session_timeout_seconds=6.0,
-        retry_max_seconds=1.0,
-    )
+    settings = worker_settings(topic_partitions=4)
     settings_b = settings.model_copy(update={"worker_metrics_port": free_tcp_port()})
     events = list(interleave(real_session_events(settings, 140, skip=1600), 60, seed=14))
     worker_b = WorkerProcess(settings_b, tmp_path / "worker-b.log")

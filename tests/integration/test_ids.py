@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -32,6 +31,7 @@ from tests.support.api_server import (
     iter_sse,
     list_for,
     running_api,
+    session_plays,
     shared_small_model,
     store_like_the_worker,
 )
@@ -57,27 +57,17 @@ REPORTED = ("ユーザー-3", "user with space 4", "x" * 120 + "12345678")
 def play_events(user: str, sid: str, tracks: list[str]) -> list[PlayEvent]:
     """A session playing ``tracks``: each one started and ended (skips alternate), except the
     last, still playing. Event ids are fresh, so examples never share one."""
-    tag, ts = uuid.uuid4().hex, int(time.time() * 1000)
-    common: dict[str, Any] = {"user_id": user, "session_id": sid}
-    out: list[PlayEvent] = []
-    for i, track in enumerate(tracks):
-        out.append(
-            TrackStart(
-                event_type="track_start", event_id=f"{tag}-{i}-s", track_id=track, ts=ts, **common
-            )
-        )
-        if i < len(tracks) - 1:
-            out.append(
-                TrackEnd(
-                    event_type="track_end",
-                    event_id=f"{tag}-{i}-e",
-                    track_id=track,
-                    ts=ts + 1,
-                    skipped=i % 2 == 0,
-                    **common,
-                )
-            )
-    return out
+    skipped: list[bool | None] = [i % 2 == 0 for i in range(len(tracks) - 1)]
+    plays = list(zip(tracks, [*skipped, None], strict=True))
+    return session_plays(
+        user,
+        sid,
+        plays,
+        event_ids=uuid.uuid4().hex,
+        ts=int(time.time() * 1000),
+        spacing_ms=0,
+        end_after_ms=1,
+    )
 
 
 @st.composite

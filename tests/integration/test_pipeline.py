@@ -9,10 +9,10 @@ malformed message in the dead-letter topic with a reason.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,12 +22,13 @@ import pytest
 
 from models.registry import LATEST
 from nowplaying.clients import redis_client
-from nowplaying.events import PLAY_EVENT_ADAPTER, PlayEvent, TrackStart
+from nowplaying.events import PLAY_EVENT_ADAPTER, PlayEvent
 from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import RawRecord, interleave
 from tests.conftest import SettingsFactory
 from tests.support.api_server import shared_small_model
+from tests.support.faults import BackgroundReplay, starts_of, wait_until
 from tests.support.pipeline import (
     TopicReader,
     WorkerProcess,
@@ -52,24 +53,9 @@ def model_dir() -> Path:
 
 
 @pytest.fixture
-def make_settings(
-    settings_factory: SettingsFactory, model_dir: Path, free_tcp_port: Callable[[], int]
-) -> Callable[..., Settings]:
-    def make(**overrides: Any) -> Settings:
-        fields: dict[str, Any] = {
-            "model_dir": model_dir,
-            "worker_metrics_port": free_tcp_port(),
-            "worker_session_timeout_seconds": 6.0,
-            "worker_lag_interval_seconds": 1.0,
-            "retry_max_seconds": 1.0,
-        }
-        return settings_factory(**(fields | overrides))
-
-    return make
-
-
-def starts_of(events: Sequence[PlayEvent]) -> set[str]:
-    return {e.event_id for e in events if isinstance(e, TrackStart)}
+def make_settings(worker_settings: Callable[..., Settings]) -> Callable[..., Settings]:
+    """:func:`worker_settings` with a lag sample every second."""
+    return functools.partial(worker_settings, worker_lag_interval_seconds=1.0)
 
 
 def read_outputs(
@@ -109,7 +95,8 @@ def test_300_real_sessions_get_a_list_for_every_track_start(
             lambda: (
                 "nowplaying_consumer_lag_messages{" in worker.metrics()
                 and worker.metric_value("nowplaying_consumer_lag_messages") == 0
-            )
+            ),
+            30.0,
         )
     report = check_invariant(settings, sent, [], recs, dlq)
     rate = len(sent) / max(span_seconds(recs), 1e-3)
@@ -238,24 +225,6 @@ def test_every_event_twice_changes_nothing_and_republishes_identical_lists(
     assert duplicates == 2 * len(events)
 
 
-def produce_in_background(
-    settings: Settings, items: Sequence[PlayEvent], rate: float
-) -> tuple[threading.Thread, list[PlayEvent], list[BaseException]]:
-    sent: list[PlayEvent] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            got, _ = produce(settings, items, rate=rate)
-            sent.extend(got)
-        except BaseException as exc:  # reported by the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, sent, errors
-
-
 def wait_for_lists(settings: Settings, at_least: int, timeout: float) -> None:
     with TopicReader(settings, settings.topic_recommendations) as recs:
         recs.read_until(lambda rs: len(rs) >= at_least, timeout=timeout, settle=0)
@@ -268,12 +237,12 @@ def test_sigkill_mid_replay_and_restart_applies_every_event_exactly_once(
     events = list(interleave(real_session_events(settings, 120, skip=500), 60, seed=4))
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     worker.start()
-    thread, sent, errors = produce_in_background(settings, events, rate=1500)
+    replay = BackgroundReplay(settings, events, rate=1500).start()
     wait_for_lists(settings, 400, timeout=90)  # the worker is busy mid-stream
     assert worker.kill() == -9
     worker.start()
-    thread.join(120)
-    assert not errors and len(sent) == len(events)
+    sent = replay.join(120)
+    assert len(sent) == len(events)
     try:
         recs, dlq = read_outputs(settings, len(starts_of(sent)), 0, timeout=120)
     finally:
@@ -290,12 +259,11 @@ def test_sigterm_finishes_the_batch_and_commits_so_a_restart_redoes_nothing(
     events = list(interleave(real_session_events(settings, 80, skip=700), 40, seed=5))
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     worker.start()
-    thread, sent, errors = produce_in_background(settings, events, rate=1500)
+    replay = BackgroundReplay(settings, events, rate=1500).start()
     wait_for_lists(settings, 300, timeout=90)
     assert worker.terminate() == 0
     assert "closing Redis" in worker.log_text()
-    thread.join(120)
-    assert not errors
+    sent = replay.join(120)
     worker.start()
     try:
         recs, dlq = read_outputs(settings, len(starts_of(sent)), 0, timeout=120)
@@ -330,7 +298,8 @@ def test_worker_serves_the_model_from_nowplaying_train_and_reports_readiness(
         assert ready.dependencies["redis"].detail.startswith("PING failed")
         sent, _ = produce(settings, interleave(sessions, 10, seed=6))
         retries_seen = wait_until(
-            lambda: worker.metric_value("nowplaying_retries_total", 'dependency="redis"') > 0
+            lambda: worker.metric_value("nowplaying_retries_total", 'dependency="redis"') > 0,
+            30.0,
         )
         redis.start()
         recs, dlq = read_outputs(settings, len(starts_of(sent)), 0, timeout=60)
@@ -338,15 +307,6 @@ def test_worker_serves_the_model_from_nowplaying_train_and_reports_readiness(
     report = check_invariant(settings, sent, [], recs, dlq)
     print(f"\nRedis down then up: {report}")
     assert retries_seen
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_nowplaying_replay_produces_sessions_keyed_by_user_in_order(

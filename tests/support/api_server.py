@@ -8,8 +8,9 @@
   ...)`` and requests with ``headers=READER.headers`` (:mod:`tests.support.api_tokens`).
 * :func:`iter_sse`: the (event, data) pairs of a server-sent events response.
 * :func:`shared_small_model`: one small real model per test process, trained on first use.
-* :func:`session`, :func:`list_for`, :func:`store_like_the_worker`: a listener's session and
-  lists, written to Redis with the worker's own write path (:class:`FeatureStore`).
+* :func:`session` (:func:`session_plays`), :func:`list_for`, :func:`store_like_the_worker`: a
+  listener's session and lists, written to Redis with the worker's own write path
+  (:class:`FeatureStore`).
 """
 
 from __future__ import annotations
@@ -176,23 +177,46 @@ def shared_small_model() -> Path:
 
 def session(user: str, sid: str, outcomes: Sequence[bool | None]) -> list[PlayEvent]:
     """Events of a session: one track per outcome (True: skipped, False: listened, None: the
-    track is still playing)."""
+    track is still playing), a minute apart from :data:`T0`."""
+    plays = [(f"t-{sid}-{i}", skipped) for i, skipped in enumerate(outcomes)]
+    return session_plays(
+        user, sid, plays, event_ids=sid, ts=T0, spacing_ms=60_000, end_after_ms=30_000
+    )
+
+
+def session_plays(
+    user: str,
+    sid: str,
+    plays: Sequence[tuple[str, bool | None]],
+    *,
+    event_ids: str,
+    ts: int,
+    spacing_ms: int,
+    end_after_ms: int,
+) -> list[PlayEvent]:
+    """Events of a session, per ``(track, skipped)`` play its start and, unless ``skipped`` is
+    None (still playing), its end. Play ``i`` has the event ids ``<event_ids>-<i>-s`` and
+    ``-e``, starts at ``ts + i * spacing_ms`` and ends ``end_after_ms`` later."""
     out: list[PlayEvent] = []
     common: dict[str, Any] = {"user_id": user, "session_id": sid}
-    for i, skipped in enumerate(outcomes):
-        track, ts = f"t-{sid}-{i}", T0 + i * 60_000
+    for i, (track, skipped) in enumerate(plays):
+        start = ts + i * spacing_ms
         out.append(
             TrackStart(
-                event_type="track_start", event_id=f"{sid}-{i}-s", track_id=track, ts=ts, **common
+                event_type="track_start",
+                event_id=f"{event_ids}-{i}-s",
+                track_id=track,
+                ts=start,
+                **common,
             )
         )
         if skipped is not None:
             out.append(
                 TrackEnd(
                     event_type="track_end",
-                    event_id=f"{sid}-{i}-e",
+                    event_id=f"{event_ids}-{i}-e",
                     track_id=track,
-                    ts=ts + 30_000,
+                    ts=start + end_after_ms,
                     skipped=skipped,
                     **common,
                 )

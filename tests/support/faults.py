@@ -23,13 +23,17 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from features.session import encode_event, fold_events, state_summary, to_session_event
-from nowplaying.clients import kafka_admin, kafka_python_security_kwargs, redis_client
+from nowplaying.clients import kafka_admin, kafka_python_security_kwargs
 from nowplaying.events import PlayEvent, TrackStart
-from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import RawRecord, ReplaySummary, replay_events
 from tests.support.pipeline import InvariantReport, TopicReader, WorkerProcess
+from tests.support.redis_sessions import (
+    distinct_by_session,
+    session_records,
+    state_is_fold_of,
+    stored_sessions,
+)
 
 
 def starts_of(events: Iterable[PlayEvent]) -> set[str]:
@@ -266,27 +270,12 @@ def check_after_state_loss(
     """
     violations: list[str] = []
     report = StateLossReport()
-    by_session: dict[str, list[PlayEvent]] = defaultdict(list)
-    seen: set[str] = set()
-    for ev in valid_events:
-        if ev.event_id not in seen:
-            seen.add(ev.event_id)
-            by_session[ev.session_id].append(ev)
+    by_session = distinct_by_session(valid_events)
     report.sessions = len(by_session)
-    report.valid_events = len(seen)
-    keys = Keys(settings.redis_key_prefix)
-    client = redis_client(settings)
-    try:
-        pipe = client.pipeline(transaction=False)
-        for sid in by_session:
-            pipe.lrange(keys.session_log(sid), 0, -1)
-            pipe.get(keys.session_state(sid))
-        replies = pipe.execute()
-    finally:
-        client.close()
-    for i, (sid, events) in enumerate(by_session.items()):
-        log = [r.decode() for r in replies[2 * i]]
-        records = [encode_event(to_session_event(e)) for e in events]
+    report.valid_events = sum(len(events) for events in by_session.values())
+    stored = stored_sessions(settings, list(by_session))
+    for (sid, events), (log, state) in zip(by_session.items(), stored, strict=True):
+        records = session_records(events)
         report.events_in_redis += len(log)
         if not log:
             continue
@@ -295,9 +284,7 @@ def check_after_state_loss(
             violations.append(f"session {sid}: the log is not a suffix of its events")
             continue
         report.sessions_restarted += start > 0
-        state = replies[2 * i + 1]
-        offline = state_summary(fold_events(to_session_event(e) for e in events[start:]))
-        if state is None or json.loads(state) != json.loads(json.dumps(offline)):
+        if not state_is_fold_of(state, events[start:]):
             violations.append(f"session {sid}: state differs from the fold of its stored log")
     copies: dict[str, set[bytes]] = defaultdict(set)
     for r in rec_records:

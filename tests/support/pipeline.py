@@ -49,14 +49,18 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
-from features.session import encode_event, fold_events, state_summary, to_session_event
 from models.datasets import MSSD_FILE, load_mssd
 from models.labelled_sessions import session_events
-from nowplaying.clients import kafka_python_security_kwargs, redis_client
+from nowplaying.clients import kafka_python_security_kwargs
 from nowplaying.events import DeadLetter, PlayEvent, RecommendationMessage, TrackStart
-from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import RawRecord, ReplaySummary, replay_events
+from tests.support.redis_sessions import (
+    distinct_by_session,
+    session_records,
+    state_is_fold_of,
+    stored_sessions,
+)
 
 
 def nowplaying_exe() -> str:
@@ -415,12 +419,9 @@ def check_invariant(
     """
     violations: list[str] = []
     report = InvariantReport()
-    distinct = _distinct_by_id(valid_events)
-    by_session: dict[str, list[PlayEvent]] = defaultdict(list)
-    for ev in distinct:
-        by_session[ev.session_id].append(ev)
+    by_session = distinct_by_session(valid_events)
     report.sessions = len(by_session)
-    report.valid_events = len(distinct)
+    report.valid_events = sum(len(events) for events in by_session.values())
     _check_redis(settings, by_session, violations)
     _check_lists(settings, by_session, rec_records, report, violations)
     _check_dead_letters(invalid_payloads, dlq_records, report, violations)
@@ -430,39 +431,19 @@ def check_invariant(
     return report
 
 
-def _distinct_by_id(events: Sequence[PlayEvent]) -> list[PlayEvent]:
-    seen: dict[str, PlayEvent] = {}
-    for ev in events:
-        seen.setdefault(ev.event_id, ev)
-    return list(seen.values())
-
-
 def _check_redis(
     settings: Settings, by_session: Mapping[str, list[PlayEvent]], violations: list[str]
 ) -> None:
-    keys = Keys(settings.redis_key_prefix)
-    client = redis_client(settings)
-    try:
-        pipe = client.pipeline(transaction=False)
-        sids = list(by_session)
-        for sid in sids:
-            pipe.lrange(keys.session_log(sid), 0, -1)
-            pipe.get(keys.session_state(sid))
-        replies = pipe.execute()
-    finally:
-        client.close()
-    for i, sid in enumerate(sids):
-        log = [r.decode() for r in replies[2 * i]]
-        expected = [encode_event(to_session_event(e)) for e in by_session[sid]]
+    stored = stored_sessions(settings, list(by_session))
+    for (sid, events), (log, state) in zip(by_session.items(), stored, strict=True):
+        expected = session_records(events)
         if log != expected:
             violations.append(
                 f"session {sid}: Redis log has {len(log)} records, expected {len(expected)} "
                 "(each valid event exactly once, in order)"
             )
             continue
-        state = replies[2 * i + 1]
-        offline = state_summary(fold_events(to_session_event(e) for e in by_session[sid]))
-        if state is None or json.loads(state) != json.loads(json.dumps(offline)):
+        if not state_is_fold_of(state, events):
             violations.append(f"session {sid}: stored state differs from the offline features")
 
 

@@ -130,21 +130,40 @@ def test_a_batch_cancelled_mid_way_is_never_acked() -> None:
     assert rt.offsets.held == 2 and rt.offsets.position("play-events", 1) is None
 
 
-def test_a_crash_in_the_processing_loop_reaches_the_agent() -> None:
+class BrokenStart(Pipeline):
+    """A crash in the processing loop: starting a batch fails."""
+
+    async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
+        raise RuntimeError("bug")
+
+
+class BrokenAcks(Pipeline):
+    """A failure while the batch awaits Kafka's acknowledgements."""
+
+    async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
+        async def acknowledged() -> None:
+            raise RuntimeError("bug in the acknowledgement wait")
+
+        return acknowledged()
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [(BrokenStart, "bug"), (BrokenAcks, "acknowledgement wait")],
+    ids=["starting-the-batch", "awaiting-acknowledgements"],
+)
+def test_a_failure_in_the_processing_loop_reaches_the_agent(
+    broken: type[Pipeline], message: str
+) -> None:
     consumer = Consumer()
-
-    class Broken(Pipeline):
-        async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
-            raise RuntimeError("bug")
-
-    rt = Worker(Broken(consumer))
+    rt = Worker(broken(consumer))
 
     async def slow_stream() -> AsyncIterator[Any]:
         for event in delivered([1, 2, 3]):
             yield event
             await asyncio.sleep(0.01)
 
-    with pytest.raises(RuntimeError, match="bug"):
+    with pytest.raises(RuntimeError, match=message):
         asyncio.run(rt.consume(slow_stream(), consumer))
     assert consumer.acked == []
 
@@ -187,28 +206,6 @@ def test_the_next_batch_runs_while_the_last_awaits_its_acknowledgements() -> Non
     assert acked_before == [2, 3]  # ... and only theirs were released
     assert sorted(consumer.acked) == [1, 2, 3]
     assert rt.offsets.position("play-events", 1) == 4
-
-
-def test_a_failure_while_awaiting_acknowledgements_reaches_the_agent() -> None:
-    consumer = Consumer()
-
-    class BrokenAcks(Pipeline):
-        async def start_batch(self, messages: Sequence[RawMessage]) -> Awaitable[None]:
-            async def acknowledged() -> None:
-                raise RuntimeError("bug in the acknowledgement wait")
-
-            return acknowledged()
-
-    rt = Worker(BrokenAcks(consumer))
-
-    async def slow_stream() -> AsyncIterator[Any]:
-        for event in delivered([1, 2, 3]):
-            yield event
-            await asyncio.sleep(0.01)
-
-    with pytest.raises(RuntimeError, match="acknowledgement wait"):
-        asyncio.run(rt.consume(slow_stream(), consumer))
-    assert consumer.acked == []
 
 
 def test_at_most_four_batches_await_their_acknowledgements() -> None:
