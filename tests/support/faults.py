@@ -23,8 +23,9 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from nowplaying.clients import kafka_admin, kafka_python_security_kwargs
+from nowplaying.clients import kafka_admin, kafka_python_security_kwargs, redis_client
 from nowplaying.events import PlayEvent, TrackStart
+from nowplaying.keys import Keys
 from nowplaying.settings import Settings
 from streams.replay import RawRecord, ReplaySummary, replay_events
 from tests.support.pipeline import InvariantReport, TopicReader, WorkerProcess
