@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from time import perf_counter
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
@@ -25,14 +24,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.store import FeatureReader, RedisFeatureReader
 from models.registry import registry_status
 from nowplaying.clients import AsyncRedisClient, async_redis_client
 from nowplaying.events import ID_PATTERN, MAX_ID_CHARS, RecommendationMessage
 from nowplaying.keys import Keys
-from nowplaying.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from nowplaying.readiness import Readiness, redis_status
 from nowplaying.settings import Settings
 from serving.auth import Auth
@@ -42,6 +39,7 @@ from serving.errors import (
     install_error_handlers,
     not_found,
 )
+from serving.middleware import MetricsMiddleware
 from serving.queries import NowPlaying, read_now_playing
 from serving.tokens import Caller
 
@@ -361,42 +359,3 @@ def page_routes() -> APIRouter:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     return router
-
-
-class MetricsMiddleware:
-    """Counts requests and times them, labelled by route template (not the raw path)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = route_label(scope)
-            HTTP_REQUESTS.labels(route=route, status=str(status)).inc()
-            HTTP_LATENCY.labels(route=route).observe(perf_counter() - start)
-
-
-def route_label(scope: Scope) -> str:
-    """The matched route's template, e.g. ``/v1/users/{user_id}/recommendations`` (without
-    the ``:id`` convertor, as in the OpenAPI document)."""
-    route = scope.get("route")
-    path = getattr(route, "path_format", None)
-    if isinstance(path, str):
-        return path
-    if str(scope.get("path", "")).startswith("/static/"):
-        return "/static"
-    return "unmatched"

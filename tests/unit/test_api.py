@@ -19,7 +19,8 @@ from prometheus_client import REGISTRY
 
 from features.session import SessionEvent
 from nowplaying.settings import Settings
-from serving.app import create_app, route_label
+from serving.app import create_app
+from serving.middleware import route_label
 from serving.queries import Play, now_playing_of, plays_of
 from tests.support.api_tokens import API_TOKENS, READER
 from tests.support.readiness import readiness_document
