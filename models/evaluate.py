@@ -1,7 +1,12 @@
-"""Offline evaluation on held-out sessions: the ranker against two baselines, side by side.
+"""Offline evaluation on held-out sessions: what is served, against baselines, side by side.
 
-Every query is a point-in-time prefix (:mod:`models.ranking_queries`): the state right after a
-``track_start``; the target is the session's actual next track with gain
+The main figures are those of the SERVED lists (:mod:`models.served_evaluation`: the top-10 of
+``Recommender.recommend`` against baselines that rank the full catalogue, with bootstrap
+intervals; :mod:`models.served_report` writes that part of the report). This module adds the
+secondary candidate-rerank table, and writes ``report.md``, ``metrics.json`` and the chart.
+
+Candidate rerank: every query is a point-in-time prefix (:mod:`models.ranking_queries`): the
+state right after a ``track_start``; the target is the session's actual next track with gain
 :data:`models.ranking_queries.GAIN`. All three methods order the SAME candidate list (the
 generator's, at most 200 tracks, none already played in the session):
 
@@ -40,6 +45,8 @@ from models.labelled_sessions import Session, fingerprint, split_sessions
 from models.ranking_queries import Query, session_queries
 from models.recommender import Recommender, Scored
 from models.registry import ModelNotFoundError, resolve_version_dir
+from models.served_evaluation import evaluate_served
+from models.served_report import plot_served, served_markdown, served_table
 from nowplaying.settings import Settings
 
 METHODS: Final = ("popularity", "colisten", "ranker")
@@ -65,6 +72,8 @@ class Evaluation:
     rows_scored: int = 0
     parity_rows: int = 0  # rows also scored by the reference model
     parity_max_abs_diff: float | None = None  # ONNX vs the reference model on those rows
+    #: the served lists against the full-catalogue baselines (ServedEvaluation.to_json())
+    served: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,6 +229,9 @@ def report_markdown(evaluation: Evaluation, context: dict[str, Any]) -> str:
         "",
         f"Data: {context.get('data', '?')}",
         "",
+        *([*served_markdown(e.served), ""] if e.served else []),
+        "## Candidate rerank (secondary): three orders of the generator's candidates",
+        "",
         f"Test split: {e.sessions} held-out sessions (fixed seeded 80/10/10 session split), "
         f"{e.queries} point-in-time queries (state right after each track_start; target: the "
         f"actual next track), {e.positive_queries} with a listened or late-skipped next track, "
@@ -258,7 +270,18 @@ def _write_chart(path: Path, evaluation: Evaluation, version: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    served = evaluation.served
+    if served:
+        fig, (ax, bottom) = plt.subplots(
+            2,
+            1,
+            figsize=(8, 4 + 0.55 * len(served["methods"])),
+            dpi=100,
+            height_ratios=[1, 0.3 * len(served["methods"])],
+        )
+        plot_served(bottom, served)
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     x = np.arange(2)
     width = 0.26
     for i, method in enumerate(METHODS):
@@ -268,8 +291,8 @@ def _write_chart(path: Path, evaluation: Evaluation, version: str) -> None:
     ax.set_xticks(x, ["NDCG@10 (graded)", "HitRate@10 (listened)"])
     ax.set_ylim(0, 1)
     ax.set_title(
-        f"Test split, {evaluation.queries} queries; candidate recall@{evaluation.candidates} "
-        f"= {evaluation.candidate_recall:.3f}",
+        f"Candidate rerank, {evaluation.queries} queries; candidate recall@"
+        f"{evaluation.candidates} = {evaluation.candidate_recall:.3f}",
         fontsize=9,
     )
     ax.legend()
@@ -290,6 +313,8 @@ def summary_table(evaluation: Evaluation) -> str:
         f"candidate recall@{evaluation.candidates}: {evaluation.candidate_recall:.4f} "
         f"({evaluation.queries} queries, {evaluation.sessions} test sessions)"
     )
+    if evaluation.served:
+        rows = [served_table(evaluation.served), "", "candidate rerank (secondary):", *rows]
     return "\n".join(rows)
 
 
@@ -319,6 +344,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     evaluation = evaluate_sessions(recommender, test, progress=not args.no_progress)
+    served = evaluate_served(recommender, train, test, progress=not args.no_progress)
+    evaluation.served = served.to_json()
     write_report(
         version_dir,
         evaluation,

@@ -13,7 +13,9 @@ call it for a real small model) does, on a fixed seeded 80/10/10 session split:
 3. **LGBMRanker(objective="lambdarank")**, early-stopped on the validation split's NDCG@10
    (validation rows: all candidates, features from the serving artifacts).
 4. **ONNX export** (:mod:`models.export`) and the evaluation of the test split through the
-   exported graph (:mod:`models.evaluate`), with the ONNX-vs-LightGBM parity on every scored row.
+   exported graph (:mod:`models.evaluate`), with the ONNX-vs-LightGBM parity on every scored row,
+   and of the served lists against the full-catalogue baselines, fitted on the training split
+   (:mod:`models.served_evaluation`).
 5. The version folder (``model.onnx``, ``metadata.json``, artifacts, report) is renamed into the
    registry and ``latest`` is pointed at it.
 """
@@ -52,6 +54,7 @@ from models.registry import (
     MODEL_FILE,
     publish_version,
 )
+from models.served_evaluation import evaluate_served
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ def train_model(
         _write_metadata(building, metadata)
         if evaluate and test:
             with timer("evaluation"):
-                evaluation = _evaluate(building, booster, test, cfg, progress)
+                evaluation = _evaluate(building, booster, cfg, progress, train=train, test=test)
             metadata["metrics"] = evaluation.to_json()
             write_report(
                 building,
@@ -324,9 +327,11 @@ def fit_ranker(
 def _evaluate(
     version_dir: Path,
     booster: lgb.Booster,
-    test: Sequence[Session],
     cfg: TrainConfig,
     progress: bool,
+    *,
+    train: Sequence[Session],
+    test: Sequence[Session],
 ) -> Evaluation:
     metadata = json.loads((version_dir / METADATA_FILE).read_text(encoding="utf-8"))
     recommender = Recommender(
@@ -338,13 +343,15 @@ def _evaluate(
     def reference(rows: F32) -> np.ndarray:
         return np.asarray(booster.predict(rows, num_threads=1))
 
-    return evaluate_sessions(
+    evaluation = evaluate_sessions(
         recommender,
         test,
         reference=reference,
         reference_rows=cfg.parity_rows,
         progress=progress,
     )
+    evaluation.served = evaluate_served(recommender, train, test, progress=progress).to_json()
+    return evaluation
 
 
 def _version_name(created: datetime, train_fp: str, cfg: TrainConfig) -> str:

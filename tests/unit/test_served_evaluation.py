@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ from features.artifacts import SessionLike
 from models.baselines import BASELINES, Catalogue, Method, NextTrackScorer, Transitions
 from models.baselines.knn import SessionKnn
 from models.datasets import synthetic_sessions
+from models.evaluate import Evaluation, summary_table, write_report
 from models.labelled_sessions import LabelledPlay, Session, split_sessions
 from models.ranking_queries import session_queries
 from models.recommender import Recommender
@@ -118,3 +120,37 @@ def test_transitions_planted_in_test_sessions_reach_no_baseline(
                 proposal = scorer.propose(catalogue.indices(prefix))
                 at = np.flatnonzero(proposal.tracks == catalogue.index[b])
                 assert len(at) == 0 or not proposal.keys[at].any(), (method.name, prefix)
+
+
+def test_report_lists_every_method_with_intervals_and_cost(
+    recommender: Recommender, tmp_path: Path
+) -> None:
+    sessions = synthetic_sessions(TINY_SESSIONS, seed=7)
+    train, _, test = split_sessions(sessions, seed=1)
+    served = evaluate_served(recommender, train, test[:5], resamples=100).to_json()
+    evaluation = Evaluation(
+        sessions=5,
+        queries=served["queries"],
+        ndcg_at_10={"popularity": 0.1, "colisten": 0.4, "ranker": 0.5},
+        hitrate_at_10={"popularity": 0.1, "colisten": 0.5, "ranker": 0.6},
+        served=served,
+    )
+    write_report(tmp_path, evaluation, {"version": "v1", "data": "synthetic"})
+    text = (tmp_path / "report.md").read_text()
+    for name, result in served["methods"].items():
+        f = result["figures"]["non_repeat"]["mrr"]
+        cell = f"{f['value']:.4f} [{f['low']:.4f}, {f['high']:.4f}]"
+        assert f"| {name} | " in text
+        assert cell in text
+        assert f"{result['cpu_ms_per_query']:.3f}" in text
+    assert f"the {served['repeat_queries']} positions whose next track was already played" in text
+    assert (
+        f"Best baseline over non-repeat positions (by MRR@10): **{served['best_baseline']}**"
+        in text
+    )
+    assert text.index("Served lists against") < text.index("Candidate rerank (secondary)")
+    stored = json.loads((tmp_path / "metrics.json").read_text())["evaluation"]
+    assert Evaluation(**stored).served == served
+    assert (tmp_path / "metrics.png").stat().st_size > 1000
+    table = summary_table(evaluation)
+    assert all(name in table for name in served["methods"])
