@@ -346,3 +346,9 @@ class RecordingSensor:
 
     def on_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self.calls.append(("consumer_lag", topic, partition, lag))
+
+    def on_offset_gap(self, topic: str, partition: int, expected: int, offset: int) -> None:
+        self.calls.append(("offset_gap", topic, partition, expected, offset))
+
+    def on_fenced_batch(self, topic: str, partition: int) -> None:
+        self.calls.append(("fenced_batch", topic, partition))
