@@ -24,7 +24,7 @@ import logging
 from collections.abc import AsyncIterable, Awaitable, Sequence
 from typing import Protocol
 
-from faust.types import ConsumerT, EventT
+from faust.types import TP, ConsumerT, EventT
 from faust.types.tuples import Message
 
 from nowplaying.settings import Settings
@@ -101,6 +101,8 @@ class BatchLoop:
             return True
         tp, offset = message.tp, message.offset
         verdict = self._ownership.admit(tp.topic, tp.partition, offset)
+        if verdict is Admission.GAP and await self._deleted_below(tp, consumer):
+            verdict = self._ownership.admit(tp.topic, tp.partition, offset)
         if verdict is Admission.GAP:
             expected = self._ownership.expected(tp.topic, tp.partition)
             token = self._ownership.start_rewind(tp.topic, tp.partition)
@@ -122,6 +124,25 @@ class BatchLoop:
                     pause_seconds=self._rewind_pause,
                 )
         return verdict is Admission.PROCESS
+
+    async def _deleted_below(self, tp: TP, consumer: ConsumerT) -> bool:
+        """Whether Kafka no longer keeps the expected offset (retention deleted it unapplied: a
+        rewind could never reach it); then the partition restarts at its earliest offset."""
+        assert self._ownership is not None
+        expected = self._ownership.expected(tp.topic, tp.partition)
+        earliest = (await consumer.earliest_offsets(tp)).get(tp)
+        if expected is None or earliest is None or earliest <= expected:
+            return False
+        log.error(
+            "%s[%d]: offsets %d to %d were deleted before they were applied; going on from %d",
+            tp.topic,
+            tp.partition,
+            expected,
+            earliest - 1,
+            earliest,
+        )
+        self._ownership.restart_at(tp.topic, tp.partition, earliest)
+        return True
 
     async def _process_batches(self, batcher: Batcher[EventT[bytes]], consumer: ConsumerT) -> None:
         """Take and start batches; each batch's Kafka acknowledgements are awaited (and its

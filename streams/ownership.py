@@ -104,6 +104,10 @@ class Ownership:
             return Admission.PROCESS
         return Admission.PROCESS if offset < expected else Admission.GAP
 
+    def restart_at(self, topic: str, partition: int, offset: int) -> None:
+        """Expect ``offset`` next (what Kafka still keeps starts there)."""
+        self._expected[(topic, partition)] = offset
+
     def start_rewind(self, topic: str, partition: int) -> int | None:
         """A gap: the token of a new rewind, or None when one is in progress already."""
         tp = (topic, partition)
@@ -167,11 +171,16 @@ async def rewind(
     """Seek the consumer back to ``offset`` of ``tp``: pause it (Faust's fetcher then hands over
     none of the records it already holds of it), seek, and resume it ``pause_seconds`` later
     unless it was revoked or rewound again meanwhile."""
-    consumer.pause_partitions({tp})
-    await consumer.seek(tp, offset)
 
     def resume() -> None:
         if ownership.end_rewind(tp.topic, tp.partition, token) and tp in consumer.assignment():
             consumer.resume_partitions({tp})
 
+    consumer.pause_partitions({tp})
+    try:
+        await consumer.seek(tp, offset)
+    except Exception as exc:  # e.g. revoked meanwhile: the next gap message tries again
+        log.warning("cannot rewind %s[%d] to %d: %r", tp.topic, tp.partition, offset, exc)
+        resume()
+        return
     asyncio.get_running_loop().call_later(pause_seconds, resume)

@@ -88,8 +88,9 @@ class RedisStore(ABC):
     async def apply_events(
         self, events: Sequence[PlayEvent], fencing: Fencing | None = None
     ) -> list[Applied]:
-        """Apply the events in order (one round trip; three on a cluster with ``fencing``)."""
-        if not events:
+        """Apply the events in order (one round trip; three on a cluster with ``fencing``).
+        A batch of dead letters only (no events) still moves the watermark."""
+        if not events and (fencing is None or not fencing.ends):
             return []
         held = [self._held(ev.session_id) for ev in events]
         replies = await self._apply(events, held, fencing)

@@ -50,12 +50,17 @@ def test_each_claim_raises_the_epoch_and_next_passes_applied_and_dead_lettered_o
         # a batch of redeliveries further back never moves next backwards
         await b.store.apply_events(evs[:1], fencing(evs[:1], [10], epoch))
         claims.append((await b.store.claim_partitions([(TOPIC, 0)]))[(TOPIC, 0)])
+        # a batch of dead letters only (offsets 15..19) moves it on
+        dead = Fencing([], {(TOPIC, 0): (claims[-1].epoch, 20)})
+        assert await b.store.apply_events([], dead) == []
+        claims.append((await b.store.claim_partitions([(TOPIC, 0)]))[(TOPIC, 0)])
         return claims
 
-    first, second, third = on_backend(body)
+    first, second, third, fourth = on_backend(body)
     assert first == Claim(1, None)  # never claimed, nothing applied
     assert second == Claim(2, 15)
     assert third == Claim(3, 15)
+    assert fourth == Claim(4, 20)
 
 
 def test_after_a_new_owner_claims_the_partition_the_old_owners_batch_writes_nothing(

@@ -31,10 +31,14 @@ TOPIC = "play-events"
 class Consumer:
     """What the batch loop and the guard use of Faust's consumer; records every call."""
 
-    def __init__(self) -> None:
+    def __init__(self, earliest: int = 0) -> None:
         self.acked: list[int] = []
         self.calls: list[tuple[str, int]] = []
         self.sought = asyncio.Event()
+        self.earliest = earliest
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.earliest for tp in tps}
 
     def ack(self, message: ConsumerMessage) -> bool:
         self.acked.append(message.offset)
@@ -112,6 +116,26 @@ def test_a_gap_is_never_processed_and_the_consumer_is_rewound_to_it() -> None:
     assert sensor.of("offset_gap") == [(TOPIC, 1, 5, 7)]
     assert ownership.expected(TOPIC, 1) == 10
     assert sorted(consumer.acked) == [0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 8, 9, 9]
+
+
+def test_a_hole_that_retention_deleted_is_not_rewound_forever() -> None:
+    consumer = Consumer(earliest=200)  # Kafka deleted offsets below 200, 5..199 never applied
+    pipeline = Pipeline()
+    ownership = Ownership()
+    ownership.assign({(TOPIC, 1): Claim(epoch=1, next_offset=5)}, {})  # an earlier look
+    loop = BatchLoop(
+        isolated_settings(), pipeline, HeldOffsets(), CountingSensor(), ownership=ownership
+    )
+
+    async def stream() -> AsyncIterator[Any]:
+        for offset in (200, 201):
+            ev = event(offset)
+            yield ev
+            ev.message.ack(consumer)
+
+    asyncio.run(loop.consume(stream(), cast(ConsumerT, consumer)))
+    assert pipeline.offsets == [200, 201]  # going on from what Kafka keeps
+    assert consumer.calls == []  # no rewind to offsets that cannot come back
 
 
 def test_the_guard_admits_redeliveries_and_the_next_offset_and_stops_at_a_gap() -> None:
