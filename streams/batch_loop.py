@@ -101,29 +101,28 @@ class BatchLoop:
             return True
         tp, offset = message.tp, message.offset
         verdict = self._ownership.admit(tp.topic, tp.partition, offset)
-        if verdict is Admission.GAP and await self._deleted_below(tp, consumer):
-            verdict = self._ownership.admit(tp.topic, tp.partition, offset)
-        if verdict is Admission.GAP:
-            expected = self._ownership.expected(tp.topic, tp.partition)
-            token = self._ownership.start_rewind(tp.topic, tp.partition)
-            if expected is not None and token is not None:
-                log.warning(
-                    "gap in %s[%d]: offset %d arrived, %d expected; rewinding",
-                    tp.topic,
-                    tp.partition,
-                    offset,
-                    expected,
-                )
-                self._sensor.on_offset_gap(tp.topic, tp.partition, expected, offset)
-                await rewind(
-                    consumer,
-                    self._ownership,
-                    tp,
-                    expected,
-                    token=token,
-                    pause_seconds=self._rewind_pause,
-                )
-        return verdict is Admission.PROCESS
+        if verdict is not Admission.GAP:
+            return verdict is Admission.PROCESS
+        token = self._ownership.start_rewind(tp.topic, tp.partition)
+        if token is None:
+            return False  # fetched before the rewind in progress: it will come again
+        if await self._deleted_below(tp, consumer):
+            self._ownership.end_rewind(tp.topic, tp.partition, token)
+            return self._ownership.admit(tp.topic, tp.partition, offset) is Admission.PROCESS
+        expected = self._ownership.expected(tp.topic, tp.partition)
+        assert expected is not None  # a gap is measured from it
+        log.warning(
+            "gap in %s[%d]: offset %d arrived, %d expected; rewinding",
+            tp.topic,
+            tp.partition,
+            offset,
+            expected,
+        )
+        self._sensor.on_offset_gap(tp.topic, tp.partition, expected, offset)
+        await rewind(
+            consumer, self._ownership, tp, expected, token=token, pause_seconds=self._rewind_pause
+        )
+        return False
 
     async def _deleted_below(self, tp: TP, consumer: ConsumerT) -> bool:
         """Whether Kafka no longer keeps the expected offset (retention deleted it unapplied: a
