@@ -170,7 +170,9 @@ async def rewind(
 ) -> None:
     """Seek the consumer back to ``offset`` of ``tp``: pause it (Faust's fetcher then hands over
     none of the records it already holds of it), seek, and resume it ``pause_seconds`` later
-    unless it was revoked or rewound again meanwhile."""
+    unless it was revoked or rewound again meanwhile. (A message's ``tp`` is the driver's own
+    named tuple; Faust's partition sets want its ``TP``.)"""
+    tp = TP(tp.topic, tp.partition)
 
     def resume() -> None:
         if ownership.end_rewind(tp.topic, tp.partition, token) and tp in consumer.assignment():

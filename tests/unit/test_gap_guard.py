@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
 
+from aiokafka import TopicPartition
 from faust.types import TP, ConsumerT
 from faust.types.tuples import ConsumerMessage
 
@@ -49,9 +50,11 @@ class Consumer:
         self.sought.set()
 
     def pause_partitions(self, tps: Iterable[TP]) -> None:
+        assert all(type(tp) is TP for tp in tps)  # Faust's sets of partitions hold TPs only
         self.calls += [("pause", tp.partition) for tp in tps]
 
     def resume_partitions(self, tps: Iterable[TP]) -> None:
+        assert all(type(tp) is TP for tp in tps)
         self.calls += [("resume", tp.partition) for tp in tps]
 
     def assignment(self) -> set[TP]:
@@ -70,7 +73,19 @@ class Pipeline:
 
 
 def event(offset: int) -> Any:
-    msg = ConsumerMessage(TOPIC, 1, offset, 1_795_800_000.5, 0, None, b"u1", b"{}", None)
+    """As Faust's Kafka driver makes them: ``tp`` is aiokafka's own named tuple."""
+    msg = ConsumerMessage(
+        TOPIC,
+        1,
+        offset,
+        1_795_800_000.5,
+        0,
+        None,
+        b"u1",
+        b"{}",
+        None,
+        tp=cast(TP, TopicPartition(TOPIC, 1)),
+    )
     msg.incref()  # the conductor's reference
     return SimpleNamespace(message=msg)
 
