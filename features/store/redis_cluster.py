@@ -6,6 +6,12 @@ session's hash tag, :class:`nowplaying.keys.Keys`); the user keys are plain comm
 batch is still one round trip: the calls are pipelined (``transaction=False``), which the
 cluster client splits by node. The same commands work on a single server, where
 :mod:`features.store.redis_single` does the same in one call per batch.
+
+A fenced batch (:class:`features.store.Fencing`) takes three round trips, since each input
+partition's hash has a slot of its own: the partitions' epochs checked
+(``check_partition.lua``), the owned partitions' events applied (each also checked against its
+session's ``pos``), then their watermarks moved (``advance_partition.lua``) once the events are
+in Redis. Why that is safe without atomicity: docs/operations.md "Ordering and fencing".
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@
 per-event and per-session Lua functions as the cluster back-end, in the same order, so they
 leave the same keys and give the same replies (tests/integration/test_store_redis.py compares
 them). A cluster cannot run them (a script's keys must share a slot): see
-:mod:`features.store.redis_cluster`.
+:mod:`features.store.redis_cluster`. With a :class:`features.store.Fencing`, the same call checks
+each partition's epoch, applies only the partitions owned and moves their watermarks:
+atomically.
 """
 
 from __future__ import annotations
