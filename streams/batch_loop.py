@@ -31,8 +31,16 @@ from nowplaying.settings import Settings
 from streams.batching import Batcher
 from streams.instrumentation import CountingSensor, PipelineSensor
 from streams.offsets import HeldOffsets
-from streams.ownership import REWIND_PAUSE_SECONDS, Admission, Ownership, rewind
+from streams.ownership import (
+    REWIND_PAUSE_SECONDS,
+    Admission,
+    Claimer,
+    Ownership,
+    rewind,
+    take_over,
+)
 from streams.pipeline import RawMessage
+from streams.retry import Retrier
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +57,9 @@ class BatchStarter(Protocol):
 class BatchLoop:
     """Runs the agent's stream through the pipeline, one batch at a time; ``counts`` (a sensor
     the pipeline reports to) gives each batch's log line. With ``ownership``, the gap guard
-    (reported to ``sensor``) admits each event; ``rewind_pause_seconds`` is how long a rewound
-    partition stays paused (:data:`streams.ownership.REWIND_PAUSE_SECONDS`)."""
+    (reported to ``sensor``) admits each event, and ``claimer`` (the store) claims an assigned
+    partition whose assignment signal has not come yet; ``rewind_pause_seconds`` is how long a
+    rewound partition stays paused (:data:`streams.ownership.REWIND_PAUSE_SECONDS`)."""
 
     def __init__(
         self,
@@ -60,6 +69,7 @@ class BatchLoop:
         counts: CountingSensor,
         *,
         ownership: Ownership | None = None,
+        claimer: Claimer | None = None,
         sensor: PipelineSensor | None = None,
         rewind_pause_seconds: float = REWIND_PAUSE_SECONDS,
     ) -> None:
@@ -68,7 +78,9 @@ class BatchLoop:
         self._offsets = offsets
         self._counts = counts
         self._ownership = ownership
+        self._claimer = claimer
         self._sensor: PipelineSensor = sensor if sensor is not None else counts
+        self._claim_retrier = Retrier(settings, self._sensor, asyncio.sleep)
         self._rewind_pause = rewind_pause_seconds
 
     async def consume(self, events: AsyncIterable[EventT[bytes]], consumer: ConsumerT) -> None:
@@ -101,6 +113,8 @@ class BatchLoop:
             return True
         tp, offset = message.tp, message.offset
         verdict = self._ownership.admit(tp.topic, tp.partition, offset)
+        if verdict is Admission.NOT_OURS and await self._claim(tp, consumer):
+            verdict = self._ownership.admit(tp.topic, tp.partition, offset)
         if verdict is not Admission.GAP:
             return verdict is Admission.PROCESS
         token = self._ownership.start_rewind(tp.topic, tp.partition)
@@ -123,6 +137,18 @@ class BatchLoop:
             consumer, self._ownership, tp, expected, token=token, pause_seconds=self._rewind_pause
         )
         return False
+
+    async def _claim(self, tp: TP, consumer: ConsumerT) -> bool:
+        """A message of a partition not claimed yet: claim it now if it is assigned (Faust's
+        assignment signal may come after the streams resumed); whether it was."""
+        assert self._ownership is not None
+        if self._claimer is None or self._ownership.claimed(tp.topic, tp.partition):
+            return False  # fenced: not ours any more
+        tp = TP(tp.topic, tp.partition)
+        if tp not in consumer.assignment():
+            return False
+        await take_over(self._ownership, self._claimer, consumer, {tp}, self._claim_retrier)
+        return self._ownership.claimed(tp.topic, tp.partition)
 
     async def _deleted_below(self, tp: TP, consumer: ConsumerT) -> bool:
         """Whether Kafka no longer keeps the expected offset (retention deleted it unapplied: a

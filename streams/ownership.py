@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Final, Protocol
 
 from faust.types import TP, ConsumerT
@@ -58,6 +58,10 @@ class Ownership:
         #: partition -> the rewind in progress (a token: a revocation or a newer rewind wins).
         self._rewinding: dict[TopicPartition, int] = {}
         self._rewinds = 0
+        #: Raised by every revocation: a claim that started before one is not taken.
+        self.generation = 0
+        #: Partitions whose claim is in flight, and the claim's end.
+        self.claiming: dict[TopicPartition, asyncio.Future[None]] = {}
 
     def assign(self, claims: Mapping[TopicPartition, Claim], starts: Mapping[TP, int]) -> None:
         """The partitions claimed: ``claims`` from the store, ``starts`` the earliest offset
@@ -73,6 +77,7 @@ class Ownership:
 
     def revoke(self, partitions: Iterable[TopicPartition]) -> None:
         """Forget the partitions (their epochs are no longer ours to write with)."""
+        self.generation += 1
         for tp in partitions:
             self._epochs.pop(tp, None)
             self._expected.pop(tp, None)
@@ -84,6 +89,10 @@ class Ownership:
         (never claimed, revoked or fenced)."""
         tp = (topic, partition)
         return None if tp in self._fenced else self._epochs.get(tp)
+
+    def claimed(self, topic: str, partition: int) -> bool:
+        """Whether the partition was claimed since it was last revoked (fenced ones too)."""
+        return (topic, partition) in self._epochs
 
     def fence(self, topic: str, partition: int) -> None:
         """The store refused a batch of the partition: a newer owner holds it."""
@@ -130,7 +139,7 @@ class Claimer(Protocol):
     """What a take-over needs of :class:`features.store.FeatureStore`."""
 
     async def claim_partitions(
-        self, partitions: list[TopicPartition]
+        self, partitions: Sequence[TopicPartition]
     ) -> dict[TopicPartition, Claim]: ...
 
 
@@ -141,14 +150,41 @@ async def take_over(
     partitions: Set[TP],
     retrier: Retrier,
 ) -> None:
-    """Claim newly assigned ``partitions`` (before the streams resume; Redis retried until it
-    answers): from now on an earlier owner's writes to them are fenced."""
-    if not partitions:
-        return
-    tps = sorted((tp.topic, tp.partition) for tp in partitions)
-    claims = await retrier.run("redis", lambda: store.claim_partitions(tps))
-    starts = await consumer.earliest_offsets(*partitions)
-    ownership.assign(claims, starts)
+    """Claim the assigned ``partitions`` not claimed since their last revocation (Redis
+    retried until it answers): from now on an earlier owner's writes to them are fenced.
+
+    Faust sends its assignment signal while its recovery may already be resuming the streams,
+    so the batch loop also calls this for a message of an assigned partition not claimed yet:
+    the two share one claim per partition and assignment (a second claim would raise the epoch
+    again and fence this worker's own batches in flight)."""
+    waits: list[asyncio.Future[None]] = []
+    todo: list[TP] = []
+    for tp in partitions:
+        key = (tp.topic, tp.partition)
+        if key in ownership.claiming:
+            waits.append(ownership.claiming[key])
+        elif not ownership.claimed(*key):
+            todo.append(tp)
+    if todo:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        keys = sorted((tp.topic, tp.partition) for tp in todo)
+        generation = ownership.generation
+        ownership.claiming.update(dict.fromkeys(keys, done))
+        try:
+            claims = await retrier.run("redis", lambda: store.claim_partitions(keys))
+            starts = await consumer.earliest_offsets(*todo)
+            if ownership.generation == generation:  # else revoked meanwhile: not ours
+                ownership.assign(claims, starts)
+                _log_claims(ownership, claims)
+        finally:
+            for key in keys:
+                ownership.claiming.pop(key, None)
+            done.set_result(None)
+    for wait in waits:
+        await wait
+
+
+def _log_claims(ownership: Ownership, claims: Mapping[TopicPartition, Claim]) -> None:
     for tp, claim in sorted(claims.items()):
         log.info(
             "claimed %s[%d] at epoch %d; next offset %s",

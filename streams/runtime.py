@@ -76,7 +76,9 @@ def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> W
         owner=ownership,
     )
     offsets = HeldOffsets()
-    batches = BatchLoop(settings, pipeline, offsets, counts, ownership=ownership, sensor=sensor)
+    batches = BatchLoop(
+        settings, pipeline, offsets, counts, ownership=ownership, claimer=store, sensor=sensor
+    )
     return WorkerRuntime(
         settings,
         models,

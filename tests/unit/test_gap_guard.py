@@ -21,9 +21,10 @@ from features.store import Claim
 from streams.batch_loop import BatchLoop
 from streams.instrumentation import CountingSensor
 from streams.offsets import HeldOffsets
-from streams.ownership import Admission, Ownership
+from streams.ownership import Admission, Ownership, take_over
 from streams.pipeline import RawMessage
-from tests.support.fakes import RecordingSensor
+from streams.retry import Retrier
+from tests.support.fakes import MemoryStore, RecordingSensor
 from tests.support.settings import isolated_settings
 
 TOPIC = "play-events"
@@ -151,6 +152,44 @@ def test_a_hole_that_retention_deleted_is_not_rewound_forever() -> None:
     asyncio.run(loop.consume(stream(), cast(ConsumerT, consumer)))
     assert pipeline.offsets == [200, 201]  # going on from what Kafka keeps
     assert consumer.calls == []  # no rewind to offsets that cannot come back
+
+
+def test_messages_before_the_assignment_signal_claim_their_partition_once() -> None:
+    """Faust's recovery may resume the streams before its assignment signal is handled: the
+    first messages claim the partition themselves, and the signal's claim then finds it done
+    (a second claim would fence the worker's own batches)."""
+    consumer = Consumer()
+    pipeline = Pipeline()
+    ownership = Ownership()
+    store = MemoryStore()
+    loop = BatchLoop(
+        isolated_settings(),
+        pipeline,
+        HeldOffsets(),
+        CountingSensor(),
+        ownership=ownership,
+        claimer=store,
+    )
+    retrier = Retrier(isolated_settings(), RecordingSensor(), asyncio.sleep)
+
+    async def stream() -> AsyncIterator[Any]:
+        for offset in (0, 1, 2):
+            ev = event(offset)
+            yield ev
+            ev.message.ack(consumer)
+
+    async def scenario() -> None:
+        agent = asyncio.ensure_future(loop.consume(stream(), cast(ConsumerT, consumer)))
+        signal = asyncio.ensure_future(
+            take_over(ownership, store, cast(ConsumerT, consumer), {TP(TOPIC, 1)}, retrier)
+        )
+        await asyncio.gather(agent, signal)
+        await take_over(ownership, store, cast(ConsumerT, consumer), {TP(TOPIC, 1)}, retrier)
+
+    asyncio.run(scenario())
+    assert pipeline.offsets == [0, 1, 2]
+    assert ownership.epoch(TOPIC, 1) == 1  # one claim for the assignment
+    assert asyncio.run(store.claim_partitions([(TOPIC, 1)]))[(TOPIC, 1)].epoch == 2
 
 
 def test_the_guard_admits_redeliveries_and_the_next_offset_and_stops_at_a_gap() -> None:
