@@ -14,13 +14,15 @@ PACKAGES := nowplaying features models streams serving devtools tests
 SERVICES := scripts/services.sh
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k topics -x"`.
 PYTEST_ARGS ?=
-PYTEST_DEFAULTS := -m "not soak" --timeout=900 --durations=25
+PYTEST_DEFAULTS := -m "not soak and not stress" --timeout=900 --durations=25
 SOAK_ARGS ?=
+# How many times `make stress` repeats the two-worker SIGKILL scenario.
+STRESS_RUNS ?= 20
 # Benchmark suite and options, e.g. `make bench BENCH_ARGS="e2e"` (python -m devtools.bench -h).
 BENCH_ARGS ?=
 
 .PHONY: help setup system-packages kafka-jars up down status cluster-up cluster-down \
-	cluster-status test test-unit lint format demo bench soak clean
+	cluster-status test test-unit lint format demo bench soak stress clean
 
 help: ## List the targets
 	@echo "nowplaying: make <target>"
@@ -87,7 +89,7 @@ test: setup ## Setup, start services, lint, run the whole test suite, stop the s
 	exit $$lint_status
 
 test-unit: $(STAMP) ## Unit tests only (no services needed)
-	$(PY) -m pytest tests/unit -m "not integration and not soak" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit -m "not integration and not soak and not stress" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) over the packages
 	$(VENV)/bin/ruff check .
@@ -102,6 +104,10 @@ bench: up ## The benchmark harness (results under devtools/bench/results)
 
 soak: up ## Long steady-rate run (not part of `make test`)
 	$(PY) -m pytest -m soak -rA $(SOAK_ARGS)
+
+stress: up ## Two workers, one SIGKILLed mid-replay, STRESS_RUNS times (default 20); not in `make test`
+	STRESS_RUNS=$(STRESS_RUNS) $(PY) -m pytest -m stress --timeout=900 -rA \
+		tests/integration/test_faults_workers.py $(PYTEST_ARGS)
 
 clean: down ## Stop the services; remove runtime state (var/) and tool caches (not .cache/)
 	rm -rf var build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -7,6 +7,11 @@ key                                     what it holds
 ``<prefix>:s:{<session>}:seen``         SET of the event ids applied (the dedupe set)
 ``<prefix>:s:{<session>}:state``        STRING, JSON of the session's named features
 ``<prefix>:s:{<session>}:recs``         HASH trigger event id -> the list published for it
+``<prefix>:s:{<session>}:pos``          HASH where the session's last event was read: ``p``
+                                        (partition tag), ``e`` (writer epoch), ``o`` (offset)
+``<prefix>:p:{<topic>:<partition>}``    HASH of an input partition: ``epoch`` (its owner's,
+                                        raised on every assignment) and ``next`` (every offset
+                                        below it has been applied or dead-lettered)
 ``<prefix>:u:{<user>}:latest``          STRING, the user's latest list
 ``<prefix>:u:{<user>}:session``         STRING, the id of the user's most recent session
 ``<prefix>:active-users``               ZSET user id -> epoch ms of the user's last event
@@ -58,6 +63,11 @@ def unescape_id(text: str) -> str:
     return unquote(text, encoding="utf-8", errors="strict")
 
 
+def partition_tag(topic: str, partition: int) -> str:
+    """``<escaped topic>:<partition>``: names one input partition in keys and in values."""
+    return f"{escape_id(topic)}:{partition}"
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "np"
@@ -77,6 +87,14 @@ class Keys:
     def session_recs(self, session_id: str) -> str:
         """HASH trigger event id -> the RecommendationMessage JSON published for it."""
         return f"{self.prefix}:s:{{{escape_id(session_id)}}}:recs"
+
+    def session_position(self, session_id: str) -> str:
+        """HASH of the partition tag, writer epoch and offset of the session's last event."""
+        return f"{self.prefix}:s:{{{escape_id(session_id)}}}:pos"
+
+    def partition(self, topic: str, partition: int) -> str:
+        """HASH ``epoch`` / ``next`` of one input partition (its own hash slot)."""
+        return f"{self.prefix}:p:{{{partition_tag(topic, partition)}}}"
 
     def user_latest(self, user_id: str) -> str:
         """STRING, the user's latest RecommendationMessage JSON."""

@@ -101,6 +101,16 @@ CONSUMER_LAG = Gauge(
     "Messages behind the partition's high watermark.",
     ["topic", "partition"],
 )
+OFFSET_GAPS = Counter(
+    "nowplaying_offset_gaps_total",
+    "Gaps in a partition's input (offsets the consumer skipped), each rewound, by partition.",
+    ["topic", "partition"],
+)
+FENCED_BATCHES = Counter(
+    "nowplaying_fenced_batches_total",
+    "Batches the store refused because another worker owns the partition now, by partition.",
+    ["topic", "partition"],
+)
 MODEL_INFO = Info("nowplaying_model", "The model version in use (and the A/B test variants).")
 VARIANT_LISTS = Counter(
     "nowplaying_variant_lists_total",

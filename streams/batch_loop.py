@@ -8,6 +8,12 @@ are durable; its Kafka acknowledgements are awaited in a task of its own while t
 processed, at most :data:`MAX_BATCHES_AWAITING_ACKS` at a time, and only then are its offsets
 released. No timer: an idle worker takes an event the moment it arrives, a busy one takes
 bigger batches.
+
+With the worker's :class:`streams.ownership.Ownership`, every event first passes its gap guard:
+a message past a hole in its partition's offsets is not processed (nor held: the stream acks it)
+and the consumer is rewound to the hole (:func:`streams.ownership.rewind`); a message of a
+partition that is not ours (fenced, or revoked) is dropped the same way. The Redis watermark,
+not Kafka's committed offset, says where a partition resumes, so those acks are harmless.
 """
 
 from __future__ import annotations
@@ -18,14 +24,23 @@ import logging
 from collections.abc import AsyncIterable, Awaitable, Sequence
 from typing import Protocol
 
-from faust.types import ConsumerT, EventT
+from faust.types import TP, ConsumerT, EventT
 from faust.types.tuples import Message
 
 from nowplaying.settings import Settings
 from streams.batching import Batcher
-from streams.instrumentation import CountingSensor
+from streams.instrumentation import CountingSensor, PipelineSensor
 from streams.offsets import HeldOffsets
+from streams.ownership import (
+    REWIND_PAUSE_SECONDS,
+    Admission,
+    Claimer,
+    Ownership,
+    rewind,
+    take_over,
+)
 from streams.pipeline import RawMessage
+from streams.retry import Retrier
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +56,10 @@ class BatchStarter(Protocol):
 
 class BatchLoop:
     """Runs the agent's stream through the pipeline, one batch at a time; ``counts`` (a sensor
-    the pipeline reports to) gives each batch's log line."""
+    the pipeline reports to) gives each batch's log line. With ``ownership``, the gap guard
+    (reported to ``sensor``) admits each event, and ``claimer`` (the store) claims an assigned
+    partition whose assignment signal has not come yet; ``rewind_pause_seconds`` is how long a
+    rewound partition stays paused (:data:`streams.ownership.REWIND_PAUSE_SECONDS`)."""
 
     def __init__(
         self,
@@ -49,11 +67,21 @@ class BatchLoop:
         pipeline: BatchStarter,
         offsets: HeldOffsets,
         counts: CountingSensor,
+        *,
+        ownership: Ownership | None = None,
+        claimer: Claimer | None = None,
+        sensor: PipelineSensor | None = None,
+        rewind_pause_seconds: float = REWIND_PAUSE_SECONDS,
     ) -> None:
         self._settings = settings
         self._pipeline = pipeline
         self._offsets = offsets
         self._counts = counts
+        self._ownership = ownership
+        self._claimer = claimer
+        self._sensor: PipelineSensor = sensor if sensor is not None else counts
+        self._claim_retrier = Retrier(settings, self._sensor, asyncio.sleep)
+        self._rewind_pause = rewind_pause_seconds
 
     async def consume(self, events: AsyncIterable[EventT[bytes]], consumer: ConsumerT) -> None:
         """The agent's body: hold and buffer every event of the stream; a processing loop
@@ -67,6 +95,8 @@ class BatchLoop:
         processor = asyncio.ensure_future(self._process_batches(batcher, consumer))
         try:
             async for event in events:
+                if not await self._admit(event.message, consumer):
+                    continue
                 self._offsets.hold(event.message)
                 await batcher.put(event)
                 if processor.done():  # it never returns; an exception is a bug: surface it
@@ -76,6 +106,68 @@ class BatchLoop:
             processor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await processor
+
+    async def _admit(self, message: Message, consumer: ConsumerT) -> bool:
+        """The gap guard: whether to process the message; on a gap, rewind its partition."""
+        if self._ownership is None:
+            return True
+        tp, offset = message.tp, message.offset
+        verdict = self._ownership.admit(tp.topic, tp.partition, offset)
+        if verdict is Admission.NOT_OURS and await self._claim(tp, consumer):
+            verdict = self._ownership.admit(tp.topic, tp.partition, offset)
+        if verdict is not Admission.GAP:
+            return verdict is Admission.PROCESS
+        token = self._ownership.start_rewind(tp.topic, tp.partition)
+        if token is None:
+            return False  # fetched before the rewind in progress: it will come again
+        if await self._deleted_below(tp, consumer):
+            self._ownership.end_rewind(tp.topic, tp.partition, token)
+            return self._ownership.admit(tp.topic, tp.partition, offset) is Admission.PROCESS
+        expected = self._ownership.expected(tp.topic, tp.partition)
+        assert expected is not None  # a gap is measured from it
+        log.warning(
+            "gap in %s[%d]: offset %d arrived, %d expected; rewinding",
+            tp.topic,
+            tp.partition,
+            offset,
+            expected,
+        )
+        self._sensor.on_offset_gap(tp.topic, tp.partition, expected, offset)
+        await rewind(
+            consumer, self._ownership, tp, expected, token=token, pause_seconds=self._rewind_pause
+        )
+        return False
+
+    async def _claim(self, tp: TP, consumer: ConsumerT) -> bool:
+        """A message of a partition not claimed yet: claim it now if it is assigned (Faust's
+        assignment signal may come after the streams resumed); whether it was."""
+        assert self._ownership is not None
+        if self._claimer is None or self._ownership.claimed(tp.topic, tp.partition):
+            return False  # fenced: not ours any more
+        tp = TP(tp.topic, tp.partition)
+        if tp not in consumer.assignment():
+            return False
+        await take_over(self._ownership, self._claimer, consumer, {tp}, self._claim_retrier)
+        return self._ownership.claimed(tp.topic, tp.partition)
+
+    async def _deleted_below(self, tp: TP, consumer: ConsumerT) -> bool:
+        """Whether Kafka no longer keeps the expected offset (retention deleted it unapplied: a
+        rewind could never reach it); then the partition restarts at its earliest offset."""
+        assert self._ownership is not None
+        expected = self._ownership.expected(tp.topic, tp.partition)
+        earliest = (await consumer.earliest_offsets(tp)).get(tp)
+        if expected is None or earliest is None or earliest <= expected:
+            return False
+        log.error(
+            "%s[%d]: offsets %d to %d were deleted before they were applied; going on from %d",
+            tp.topic,
+            tp.partition,
+            expected,
+            earliest - 1,
+            earliest,
+        )
+        self._ownership.restart_at(tp.topic, tp.partition, earliest)
+        return True
 
     async def _process_batches(self, batcher: Batcher[EventT[bytes]], consumer: ConsumerT) -> None:
         """Take and start batches; each batch's Kafka acknowledgements are awaited (and its

@@ -2,7 +2,8 @@
 
 The pipeline makes no metric call of its own: it calls a :class:`PipelineSensor` hook for each
 fact (a batch taken, an event applied, a dead letter, a list published, a retry, a Redis round
-trip, ...), and the sensor decides what to do with it. Implementations:
+trip, a gap in the input, a fenced batch, ...), and the sensor decides what to do with it.
+Implementations:
 
 * :class:`PrometheusSensor` feeds the metrics of :mod:`nowplaying.metrics` (the worker's);
 * :class:`CountingSensor` keeps running counts (the worker's batch log, tests, benchmarks);
@@ -59,6 +60,12 @@ class PipelineSensor(Protocol):
     def on_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         """Messages between the partition's high watermark and what the worker released."""
 
+    def on_offset_gap(self, topic: str, partition: int, expected: int, offset: int) -> None:
+        """The stream skipped offsets ``expected`` up to ``offset``: the consumer is rewound."""
+
+    def on_fenced_batch(self, topic: str, partition: int) -> None:
+        """The store refused a batch of the partition: another worker owns it now."""
+
 
 class NullSensor:
     """Ignores every fact."""
@@ -87,6 +94,12 @@ class NullSensor:
         pass
 
     def on_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        pass
+
+    def on_offset_gap(self, topic: str, partition: int, expected: int, offset: int) -> None:
+        pass
+
+    def on_fenced_batch(self, topic: str, partition: int) -> None:
         pass
 
 
@@ -126,6 +139,12 @@ class PrometheusSensor:
 
     def on_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+
+    def on_offset_gap(self, topic: str, partition: int, expected: int, offset: int) -> None:
+        metrics.OFFSET_GAPS.labels(topic, str(partition)).inc()
+
+    def on_fenced_batch(self, topic: str, partition: int) -> None:
+        metrics.FENCED_BATCHES.labels(topic, str(partition)).inc()
 
 
 @dataclass(slots=True)
@@ -225,3 +244,11 @@ class Sensors:
     def on_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         for s in self.sensors:
             s.on_consumer_lag(topic, partition, lag)
+
+    def on_offset_gap(self, topic: str, partition: int, expected: int, offset: int) -> None:
+        for s in self.sensors:
+            s.on_offset_gap(topic, partition, expected, offset)
+
+    def on_fenced_batch(self, topic: str, partition: int) -> None:
+        for s in self.sensors:
+            s.on_fenced_batch(topic, partition)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from features.session import SessionState
-from features.store import Applied, FeatureStore, StoredList
+from features.store import Applied, FeatureStore, Stamp, StoredList
 from nowplaying.events import (
     PlayEvent,
     Recommendation,
@@ -46,6 +46,14 @@ from nowplaying.events import (
     parse_play_event,
 )
 from nowplaying.settings import Settings
+from streams.fencing import (
+    PartitionOwner,
+    batch_fencing,
+    report_fenced,
+    session_stamps,
+    sort_answers,
+    writable,
+)
 from streams.instrumentation import STORED_LIST, PipelineSensor
 from streams.retry import Retrier
 
@@ -114,7 +122,10 @@ class Pipeline:
     (a loaded Recommender), ``publisher`` (a Kafka producer), ``sensor`` (hears every fact
     the pipeline reports). ``clock`` returns epoch seconds; ``sleep`` is the backoff sleep (both
     injectable for tests). For an A/B test, ``variants`` (a ranker per variant name) and
-    ``assigner`` (user id to variant name) replace ``ranker``.
+    ``assigner`` (user id to variant name) replace ``ranker``. With ``owner`` (the worker's
+    partitions), every write is fenced by the owner's epochs: messages of a partition it must
+    not write are dropped unprocessed, and a partition the store fences is dropped from the
+    batch (nothing published for it) and reported to the owner.
     """
 
     def __init__(
@@ -127,6 +138,7 @@ class Pipeline:
         sensor: PipelineSensor,
         variants: Mapping[str, Ranker] | None = None,
         assigner: Assigner | None = None,
+        owner: PartitionOwner | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -139,6 +151,7 @@ class Pipeline:
         )
         self._assigner = assigner
         self._publisher = publisher
+        self._owner = owner
         self._sensor = sensor
         self._clock = clock
         self._retrier = Retrier(settings, sensor, sleep)
@@ -159,18 +172,18 @@ class Pipeline:
         batch may start while this one's acknowledgements are on their way; its offsets may be
         committed only once the awaitable completed."""
         self._sensor.on_batch(len(messages))
+        messages, epochs = writable(self._owner, messages)
         events, letters = self._validate(messages)
         valid = [e for e, _ in events]
+        fencing = batch_fencing(messages, [m for _, m in events], epochs)
         applied = await self._retrier.run(
-            "redis", lambda: self._timed("apply", self._store.apply_events(valid))
+            "redis", lambda: self._timed("apply", self._store.apply_events(valid, fencing))
         )
-        ok: list[tuple[Applied, RawMessage]] = []
-        for a, (_, msg) in zip(applied, events, strict=True):
-            if a.error is None:
-                ok.append((a, msg))
-            else:
-                log.error("feature store refused event %s: %s", a.event.event_id, a.error)
-                letters.append((msg, Rejection("store_rejected", a.error)))
+        ok, refused, fenced = sort_answers(applied, [m for _, m in events])
+        letters += refused
+        if fenced:
+            letters = [(m, r) for m, r in letters if (m.topic, m.partition) not in fenced]
+            report_fenced(fenced, self._owner, self._sensor)
         self._report_applied(ok)
         jobs, states = self._plan(ok)
         lists = self._rank(jobs)
@@ -178,8 +191,9 @@ class Pipeline:
             if job.stored_json is None and job.event_id not in lists:
                 letters.append((job.source, Rejection("ranking_failed", "the ranker failed")))
         jobs = [j for j in jobs if j.stored_json is not None or j.event_id in lists]
+        stamps = session_stamps(ok, epochs)
         stored = await self._retrier.run(
-            "redis", lambda: self._store_results(ok, jobs, lists, states)
+            "redis", lambda: self._store_results(ok, jobs, lists, states, stamps)
         )
         outgoing = self._outgoing(jobs, stored, letters)
         acks = await self._retrier.run("kafka", lambda: self._send(outgoing))
@@ -239,6 +253,7 @@ class Pipeline:
         jobs: Sequence[_ListJob],
         lists: Mapping[str, _Ranked],
         states: Mapping[str, SessionState],
+        stamps: Mapping[str, Stamp] | None,
     ) -> dict[str, str]:
         """Store states and the new lists; returns the stored list JSON by trigger event id."""
         now_ms = int(self._clock() * 1000)
@@ -255,7 +270,9 @@ class Pipeline:
         activity = {a.event.user_id: (a.event.session_id, a.event.ts) for a, _ in ok}
         if not states and not to_store and not activity:
             return {}
-        stored = await self._timed("write", self._store.write_results(states, to_store, activity))
+        stored = await self._timed(
+            "write", self._store.write_results(states, to_store, activity, stamps)
+        )
         return {item.trigger_event_id: body for item, body in zip(to_store, stored, strict=True)}
 
     # --- ranking ------------------------------------------------------------------------------

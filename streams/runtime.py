@@ -1,13 +1,15 @@
 """The worker's runtime: its clients, the pipeline and the batch loop, built in one step.
 
 :func:`start_runtime` is the worker's start-up hook: it creates the Redis client and the feature
-store, the sensors, the pipeline (publishing through the Faust app's producer) and the batch
-loop, and returns them as one fully initialised :class:`WorkerRuntime` that the app's agent,
-views and timer share. The app's shutdown hook closes the Redis client.
+store, the sensors, the partition ownership (:mod:`streams.ownership`), the pipeline (publishing
+through the Faust app's producer, writing with the ownership's epochs) and the batch loop, and
+returns them as one fully initialised :class:`WorkerRuntime` that the app's agent, views, timer
+and rebalance hooks share. The app's shutdown hook closes the Redis client.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -15,14 +17,16 @@ from typing import Any
 import faust
 
 from features.session_cache import SessionCache
-from features.store import feature_store_for
+from features.store import FeatureStore, feature_store_for
 from nowplaying.clients import AsyncRedisClient, async_redis_client
 from nowplaying.settings import Settings
 from streams.batch_loop import BatchLoop
 from streams.instrumentation import CountingSensor, PipelineSensor, PrometheusSensor, Sensors
 from streams.loading import LoadedModels
 from streams.offsets import HeldOffsets
+from streams.ownership import Ownership
 from streams.pipeline import Pipeline
+from streams.retry import Retrier
 
 
 class FaustPublisher:
@@ -48,6 +52,10 @@ class WorkerRuntime:
     offsets: HeldOffsets
     batches: BatchLoop
     sensor: PipelineSensor
+    store: FeatureStore
+    ownership: Ownership
+    #: Retries the partition claims of a rebalance (Redis) like the pipeline's calls.
+    retrier: Retrier
 
 
 def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> WorkerRuntime:
@@ -57,6 +65,7 @@ def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> W
     counts = CountingSensor()
     sensor = Sensors(PrometheusSensor(), counts)
     ab = models.ab_test
+    ownership = Ownership()
     pipeline = Pipeline(
         settings,
         store,
@@ -65,7 +74,21 @@ def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> W
         sensor=sensor,
         variants=None if ab is None else ab.recommenders,
         assigner=None if ab is None else ab.experiment,
+        owner=ownership,
     )
     offsets = HeldOffsets()
-    batches = BatchLoop(settings, pipeline, offsets, counts)
-    return WorkerRuntime(settings, models, redis, pipeline, offsets, batches, sensor)
+    batches = BatchLoop(
+        settings, pipeline, offsets, counts, ownership=ownership, claimer=store, sensor=sensor
+    )
+    return WorkerRuntime(
+        settings,
+        models,
+        redis,
+        pipeline,
+        offsets,
+        batches,
+        sensor,
+        store,
+        ownership,
+        Retrier(settings, sensor, asyncio.sleep),
+    )

@@ -4,7 +4,8 @@ The entry point loads the models (:mod:`streams.loading`), builds the Faust app 
 (:func:`streams.runtime.start_runtime`: the clients, the pipeline, the batch loop) and wires
 them together: one agent consumes ``play-events`` as raw bytes into the batch loop
 (:mod:`streams.batch_loop`, offsets held by :mod:`streams.offsets` until each batch is durable),
-the HTTP views (:mod:`streams.web`) and the consumer-lag timer (:mod:`streams.lag`).
+the HTTP views (:mod:`streams.web`), the consumer-lag timer (:mod:`streams.lag`) and the
+partition claims of each rebalance (:mod:`streams.ownership`).
 
 Shutdown (SIGTERM/SIGINT, handled by mode's Worker) and rebalances: Faust stops fetching and
 waits until every message that reached the agent is acked (``stream_wait_empty``), so the
@@ -20,11 +21,13 @@ import logging
 import socket
 import tempfile
 import time
+from collections.abc import Set
 from pathlib import Path
 from typing import Any, cast
 
 import faust
 from faust.streams import Stream
+from faust.types import TP
 
 from models.experiments import ExperimentError
 from nowplaying.clients import faust_broker_credentials, faust_broker_urls
@@ -32,6 +35,7 @@ from nowplaying.settings import Settings
 from streams.faust_kafka import use_idempotent_producer
 from streams.lag import add_lag_timer
 from streams.loading import load_models
+from streams.ownership import take_over
 from streams.runtime import WorkerRuntime, start_runtime
 from streams.web import add_views
 
@@ -86,6 +90,25 @@ def wire(app: faust.App, runtime: WorkerRuntime) -> None:
         await runtime.redis.aclose()
 
     app.on_before_shutdown.connect(close_redis)
+    wire_ownership(app, runtime)
+
+
+def wire_ownership(app: faust.App, runtime: WorkerRuntime) -> None:
+    """Claim the ``play-events`` partitions of each assignment (Faust sends the signal before
+    the streams resume) and forget the revoked ones (sent once their messages are acked)."""
+    topic = runtime.settings.topic_play_events
+
+    async def claim(sender: Any, /, *args: Any, signal: Any, **__: Any) -> None:
+        assigned = cast(Set[TP], args[0])
+        ours = {tp for tp in assigned if tp.topic == topic}
+        await take_over(runtime.ownership, runtime.store, app.consumer, ours, runtime.retrier)
+
+    async def forget(sender: Any, /, *args: Any, signal: Any, **__: Any) -> None:
+        revoked = cast(Set[TP], args[0])
+        runtime.ownership.revoke((tp.topic, tp.partition) for tp in revoked)
+
+    app.on_partitions_assigned.connect(claim)
+    app.on_partitions_revoked.connect(forget)
 
 
 def _free_port(settings: Settings) -> int:

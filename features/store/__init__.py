@@ -10,7 +10,18 @@ run (``features/store/lua/``, :mod:`features.store.scripts`) and the API's reads
 :class:`nowplaying.keys.Keys`.
 """
 
-from features.store.base import ACTIVE_USERS_KEPT, Applied, FeatureStore, StoredList
+from features.store.base import (
+    ACTIVE_USERS_KEPT,
+    FENCED,
+    OUT_OF_ORDER,
+    Applied,
+    Claim,
+    FeatureStore,
+    Fencing,
+    Stamp,
+    StoredList,
+    TopicPartition,
+)
 from features.store.factory import feature_store_for
 from features.store.reads import FeatureReader, RedisFeatureReader
 from features.store.redis_cluster import RedisClusterStore
@@ -18,12 +29,18 @@ from features.store.redis_single import RedisSingleStore
 
 __all__ = [
     "ACTIVE_USERS_KEPT",
+    "FENCED",
+    "OUT_OF_ORDER",
     "Applied",
+    "Claim",
     "FeatureReader",
     "FeatureStore",
+    "Fencing",
     "RedisClusterStore",
     "RedisFeatureReader",
     "RedisSingleStore",
+    "Stamp",
     "StoredList",
+    "TopicPartition",
     "feature_store_for",
 ]

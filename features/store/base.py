@@ -9,6 +9,12 @@ in-memory double); one contract test suite holds every back-end to the same beha
   ``max_events`` records, and refreshes the session's inactivity TTL; every event's answer
   holds the session's whole log right after it (a redelivered one: the log as it is now) and
   the list stored for it, if any.
+* Fencing (:class:`Fencing`, see docs/operations.md "Ordering and fencing"): each input
+  partition has an owner epoch, raised by :meth:`FeatureStore.claim_partitions` on every
+  assignment, and a watermark ``next``. A batch applied with a :class:`Fencing` writes nothing
+  for a partition whose epoch is not the caller's (:data:`FENCED`), refuses a new event whose
+  offset is not above the last one applied to its session from the same partition
+  (:data:`OUT_OF_ORDER`), and moves the partition's ``next`` past the batch's offsets.
 * :meth:`FeatureStore.write_results` stores session states, recommendation lists (once per
   trigger event: a list once stored is never replaced, and the stored one is returned) and the
   users' pointers, each with the TTL.
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeAlias
 
 from features.session import (
     SessionState,
@@ -32,6 +38,48 @@ from nowplaying.events import PlayEvent
 #: How many users the active-users index keeps (the most recently active).
 ACTIVE_USERS_KEPT: Final = 1000
 
+#: :attr:`Applied.refused`: the event's partition has a newer owner; nothing was written.
+FENCED: Final = "fenced"
+#: :attr:`Applied.refused`: a new event whose offset is not above the offset of the last event
+#: applied to its session from the same partition; nothing was written.
+OUT_OF_ORDER: Final = "out_of_order"
+
+#: An input partition: (topic, partition).
+TopicPartition: TypeAlias = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A partition as an assignment finds it: the new owner's epoch (one more than any before)
+    and the watermark ``next_offset`` (None when nothing was ever applied from it)."""
+
+    epoch: int
+    next_offset: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """Where an event was read and the epoch its writer holds for that partition."""
+
+    topic: str
+    partition: int
+    offset: int
+    epoch: int
+
+    @property
+    def tp(self) -> TopicPartition:
+        return (self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class Fencing:
+    """A batch's claim: a :class:`Stamp` per event, and per partition of the batch the
+    writer's epoch and the end of the batch's offsets there (the last offset + 1, dead-lettered
+    messages included)."""
+
+    stamps: Sequence[Stamp]
+    ends: Mapping[TopicPartition, tuple[int, int]]  # partition -> (epoch, end offset)
+
 
 @dataclass(frozen=True, slots=True)
 class Applied:
@@ -39,7 +87,8 @@ class Applied:
     and the state folded from that log (same fold as training).
 
     ``error`` is set (and the rest empty) when the store refused the event alone (in Redis: a
-    session key of the wrong type); the event cannot be applied.
+    session key of the wrong type); the event cannot be applied. ``refused`` is :data:`FENCED`
+    or :data:`OUT_OF_ORDER` (and the rest empty) when the batch's :class:`Fencing` refused it.
     """
 
     event: PlayEvent
@@ -48,6 +97,7 @@ class Applied:
     folded: SessionState = field(default_factory=SessionState)
     stored_list: str | None = None
     error: str | None = None
+    refused: str | None = None
 
     def state(self) -> SessionState:
         """The session state after the whole returned log."""
@@ -81,8 +131,17 @@ class FeatureStore(Protocol):
     """The worker's writes (see the module docstring for the contract). Errors of the
     connection propagate: the caller retries, and every call is idempotent."""
 
-    async def apply_events(self, events: Sequence[PlayEvent]) -> list[Applied]:
-        """Apply the events in order; one answer per event, in the same order."""
+    async def claim_partitions(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, Claim]:
+        """Take the partitions over: raise each one's epoch by one and read its watermark."""
+        ...
+
+    async def apply_events(
+        self, events: Sequence[PlayEvent], fencing: Fencing | None = None
+    ) -> list[Applied]:
+        """Apply the events in order; one answer per event, in the same order. With
+        ``fencing`` (a stamp per event), refuse what the fence refuses and move ``next``."""
         ...
 
     async def write_results(
@@ -90,6 +149,7 @@ class FeatureStore(Protocol):
         states: Mapping[str, SessionState],
         lists: Sequence[StoredList],
         activity: Mapping[str, tuple[str, int]],
+        stamps: Mapping[str, Stamp] | None = None,
     ) -> list[str]:
         """Store session states, recommendation lists, user pointers and active users.
 
@@ -97,6 +157,9 @@ class FeatureStore(Protocol):
         (session id, ts of the user's last event). A list is stored under its trigger event id
         only if none is stored yet. Returns, for each list, the JSON that is stored (the one to
         publish). A user's latest list is the last one given with ``update_latest``.
+        ``stamps``: session id -> the stamp of the event its state follows; a state is not
+        stored when the session's last applied event has a newer epoch or a later offset from
+        that partition (a fenced writer cannot overwrite a newer owner's state).
         """
         ...
 

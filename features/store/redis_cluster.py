@@ -6,6 +6,12 @@ session's hash tag, :class:`nowplaying.keys.Keys`); the user keys are plain comm
 batch is still one round trip: the calls are pipelined (``transaction=False``), which the
 cluster client splits by node. The same commands work on a single server, where
 :mod:`features.store.redis_single` does the same in one call per batch.
+
+A fenced batch (:class:`features.store.Fencing`) takes three round trips, since each input
+partition's hash has a slot of its own: the partitions' epochs checked
+(``check_partition.lua``), the owned partitions' events applied (each also checked against its
+session's ``pos``), then their watermarks moved (``advance_partition.lua``) once the events are
+in Redis. Why that is safe without atomicity: docs/operations.md "Ordering and fencing".
 """
 
 from __future__ import annotations
@@ -15,9 +21,16 @@ from typing import Any
 
 from features.session import SessionState, encode_event, to_session_event
 from features.session_cache import SessionCache
-from features.store.base import ACTIVE_USERS_KEPT
-from features.store.redis_common import ListsBySession, RedisStore, state_json
-from features.store.scripts import APPLY_EVENT, STORE_RESULTS, AnyPipeline, queue_script
+from features.store.base import ACTIVE_USERS_KEPT, Fencing, Stamp, TopicPartition
+from features.store.redis_common import ListsBySession, RedisStore, stamp_args, state_json
+from features.store.scripts import (
+    ADVANCE_PARTITION,
+    APPLY_EVENT,
+    CHECK_PARTITION,
+    STORE_RESULTS,
+    AnyPipeline,
+    queue_script,
+)
 from nowplaying.clients import AsyncRedisClient
 from nowplaying.events import PlayEvent
 from nowplaying.keys import Keys
@@ -36,15 +49,31 @@ class RedisClusterStore(RedisStore):
         cache: SessionCache | None = None,
     ) -> None:
         super().__init__(
-            redis, keys, ttl_seconds, max_events, cache, scripts=(APPLY_EVENT, STORE_RESULTS)
+            redis,
+            keys,
+            ttl_seconds,
+            max_events,
+            cache,
+            scripts=(APPLY_EVENT, CHECK_PARTITION, ADVANCE_PARTITION, STORE_RESULTS),
         )
 
     async def _apply(
-        self, events: Sequence[PlayEvent], held: Sequence[tuple[str, ...]]
+        self,
+        events: Sequence[PlayEvent],
+        held: Sequence[tuple[str, ...]],
+        fencing: Fencing | None,
     ) -> list[Any]:
+        """With ``fencing``, three round trips: each partition's fence, then the events of the
+        partitions owned, then the owned partitions' watermarks (only once the events are
+        applied: a watermark never passes an event not in Redis)."""
+        stamps = fencing.stamps if fencing is not None else [None] * len(events)
+        owned = await self._check_partitions(fencing) if fencing is not None else set()
+        todo = [i for i, stamp in enumerate(stamps) if stamp is None or stamp.tp in owned]
+
         def build(pipe: AnyPipeline) -> None:
             k = self._keys
-            for ev, known in zip(events, held, strict=True):
+            for i in todo:
+                ev, known, stamp = events[i], held[i], stamps[i]
                 sid = ev.session_id
                 queue_script(
                     pipe,
@@ -54,6 +83,7 @@ class RedisClusterStore(RedisStore):
                         k.session_seen(sid),
                         k.session_recs(sid),
                         k.session_state(sid),
+                        k.session_position(sid),
                     ),
                     ev.event_id,
                     encode_event(to_session_event(ev)),
@@ -61,9 +91,37 @@ class RedisClusterStore(RedisStore):
                     self._ttl,
                     len(known),
                     known[-1] if known else "",
+                    *stamp_args(stamp),
                 )
 
-        return await self._scripts.run_pipeline(build, raise_on_error=False)
+        replies = await self._scripts.run_pipeline(build, raise_on_error=False) if todo else []
+        out: list[Any] = [[2, 0, [], None] for _ in events]  # fenced unless applied
+        for i, reply in zip(todo, replies, strict=True):
+            out[i] = reply
+        if fencing is not None and owned:
+            await self._advance_partitions(fencing, owned)
+        return out
+
+    async def _check_partitions(self, fencing: Fencing) -> set[TopicPartition]:
+        """The partitions of the batch the writer owns (one pipelined script call each)."""
+        tps = list(fencing.ends)
+
+        def build(pipe: AnyPipeline) -> None:
+            for topic, partition in tps:
+                epoch, _ = fencing.ends[(topic, partition)]
+                queue_script(pipe, CHECK_PARTITION, [self._keys.partition(topic, partition)], epoch)
+
+        replies = await self._scripts.run_pipeline(build, raise_on_error=True)
+        return {tp for tp, ok in zip(tps, replies, strict=True) if int(ok) == 1}
+
+    async def _advance_partitions(self, fencing: Fencing, owned: set[TopicPartition]) -> None:
+        def build(pipe: AnyPipeline) -> None:
+            for (topic, partition), (epoch, end) in fencing.ends.items():
+                if (topic, partition) in owned:
+                    key = self._keys.partition(topic, partition)
+                    queue_script(pipe, ADVANCE_PARTITION, [key], epoch, end)
+
+        await self._scripts.run_pipeline(build, raise_on_error=True)
 
     async def _write(
         self,
@@ -71,16 +129,16 @@ class RedisClusterStore(RedisStore):
         by_session: ListsBySession,
         latest: Mapping[str, str],
         activity: Mapping[str, tuple[str, int]],
+        stamps: Mapping[str, Stamp],
     ) -> list[Any]:
         def build(pipe: AnyPipeline) -> None:
             k, ttl = self._keys, self._ttl
             for sid, items in by_session.items():
-                args: list[Any] = [ttl, state_json(states.get(sid))]
+                args: list[Any] = [ttl, state_json(states.get(sid)), *stamp_args(stamps.get(sid))]
                 for item in items:
                     args += [item.trigger_event_id, item.message_json]
-                queue_script(
-                    pipe, STORE_RESULTS, [k.session_state(sid), k.session_recs(sid)], *args
-                )
+                session_keys = [k.session_state(sid), k.session_recs(sid), k.session_position(sid)]
+                queue_script(pipe, STORE_RESULTS, session_keys, *args)
             for uid, message_json in latest.items():
                 pipe.set(k.user_latest(uid), message_json, ex=ttl)
             for uid, (sid, _) in activity.items():

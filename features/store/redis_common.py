@@ -16,14 +16,26 @@ from typing import Any, TypeAlias
 
 from features.session import SessionState, state_summary
 from features.session_cache import SessionCache
-from features.store.base import Applied, StoredList, as_text
-from features.store.scripts import LuaScript, ScriptCaller
+from features.store.base import (
+    FENCED,
+    OUT_OF_ORDER,
+    Applied,
+    Claim,
+    Fencing,
+    Stamp,
+    StoredList,
+    TopicPartition,
+    as_text,
+)
+from features.store.scripts import AnyPipeline, LuaScript, ScriptCaller
 from nowplaying.clients import AsyncRedisClient
 from nowplaying.events import PlayEvent
-from nowplaying.keys import Keys
+from nowplaying.keys import Keys, partition_tag
 
 #: Lists to store, by session id (every session of ``states`` first, in its order).
 ListsBySession: TypeAlias = Mapping[str, Sequence[StoredList]]
+#: What the per-event script refused: its status in the reply -> ``Applied.refused``.
+_REFUSALS = {2: FENCED, 3: OUT_OF_ORDER}
 
 
 class RedisStore(ABC):
@@ -54,12 +66,34 @@ class RedisStore(ABC):
         cluster). Optional: a call that finds them missing loads them itself."""
         await self._scripts.load()
 
-    async def apply_events(self, events: Sequence[PlayEvent]) -> list[Applied]:
-        """Apply the events in order, in one round trip."""
-        if not events:
+    async def claim_partitions(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, Claim]:
+        """One round trip: ``HINCRBY epoch 1`` and ``HGET next`` per partition."""
+        if not partitions:
+            return {}
+        keys = [self._keys.partition(topic, partition) for topic, partition in partitions]
+
+        def build(pipe: AnyPipeline) -> None:
+            for key in keys:
+                pipe.hincrby(key, "epoch", 1)
+                pipe.hget(key, "next")
+
+        replies = await self._scripts.run_pipeline(build, raise_on_error=True)
+        return {
+            tp: Claim(int(epoch), None if nxt is None else int(nxt))
+            for tp, epoch, nxt in zip(partitions, replies[::2], replies[1::2], strict=True)
+        }
+
+    async def apply_events(
+        self, events: Sequence[PlayEvent], fencing: Fencing | None = None
+    ) -> list[Applied]:
+        """Apply the events in order (one round trip; three on a cluster with ``fencing``).
+        A batch of dead letters only (no events) still moves the watermark."""
+        if not events and (fencing is None or not fencing.ends):
             return []
         held = [self._held(ev.session_id) for ev in events]
-        replies = await self._apply(events, held)
+        replies = await self._apply(events, held, fencing)
         return [
             self._applied(ev, known, reply)
             for ev, known, reply in zip(events, held, replies, strict=True)
@@ -70,6 +104,7 @@ class RedisStore(ABC):
         states: Mapping[str, SessionState],
         lists: Sequence[StoredList],
         activity: Mapping[str, tuple[str, int]],
+        stamps: Mapping[str, Stamp] | None = None,
     ) -> list[str]:
         """One round trip: session states, recommendation lists, user pointers, active users
         (the contract: :meth:`features.store.base.FeatureStore.write_results`)."""
@@ -77,7 +112,7 @@ class RedisStore(ABC):
         for item in lists:
             by_session.setdefault(item.session_id, []).append(item)
         latest = {item.user_id: item.message_json for item in lists if item.update_latest}
-        replies = await self._write(states, by_session, latest, activity)
+        replies = await self._write(states, by_session, latest, activity, stamps or {})
         stored: dict[tuple[str, str], str] = {}
         for sid, reply in zip(by_session, replies, strict=False):
             for item, value in zip(by_session[sid], reply, strict=True):
@@ -88,7 +123,10 @@ class RedisStore(ABC):
 
     @abstractmethod
     async def _apply(
-        self, events: Sequence[PlayEvent], held: Sequence[tuple[str, ...]]
+        self,
+        events: Sequence[PlayEvent],
+        held: Sequence[tuple[str, ...]],
+        fencing: Fencing | None,
     ) -> list[Any]:
         """Per event, the reply of the Lua ``apply_event`` (or the ``ResponseError`` Redis
         answered for that event alone, a WRONGTYPE)."""
@@ -100,6 +138,7 @@ class RedisStore(ABC):
         by_session: ListsBySession,
         latest: Mapping[str, str],
         activity: Mapping[str, tuple[str, int]],
+        stamps: Mapping[str, Stamp],
     ) -> list[Any]:
         """Store everything; per session of ``by_session``, the Lua ``store_session`` reply."""
 
@@ -112,10 +151,19 @@ class RedisStore(ABC):
         if isinstance(reply, Exception):
             return Applied(event, False, (), error=str(reply)[:500])
         status, start, tail, stored = int(reply[0]), int(reply[1]), reply[2], reply[3]
+        if status in _REFUSALS:
+            return Applied(event, False, (), refused=_REFUSALS[status])
         records = held[:start] + tuple(as_text(r) for r in tail)
         state = self._cache.fold(event.session_id, records)
         stored_list = as_text(stored) if isinstance(stored, bytes | str) else None
         return Applied(event, status == 0, records, state, stored_list)
+
+
+def stamp_args(stamp: Stamp | None) -> list[Any]:
+    """A stamp as the scripts take it: partition tag, epoch, offset (``"", 0, 0`` for none)."""
+    if stamp is None:
+        return ["", 0, 0]
+    return [partition_tag(stamp.topic, stamp.partition), stamp.epoch, stamp.offset]
 
 
 def state_json(state: SessionState | None) -> str:

@@ -5,7 +5,9 @@
 per-event and per-session Lua functions as the cluster back-end, in the same order, so they
 leave the same keys and give the same replies (tests/integration/test_store_redis.py compares
 them). A cluster cannot run them (a script's keys must share a slot): see
-:mod:`features.store.redis_cluster`.
+:mod:`features.store.redis_cluster`. With a :class:`features.store.Fencing`, the same call checks
+each partition's epoch, applies only the partitions owned and moves their watermarks:
+atomically.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from redis.exceptions import ResponseError
 
 from features.session import SessionState, encode_event, to_session_event
 from features.session_cache import SessionCache
-from features.store.base import ACTIVE_USERS_KEPT, as_text
-from features.store.redis_common import ListsBySession, RedisStore, state_json
+from features.store.base import ACTIVE_USERS_KEPT, Fencing, Stamp, as_text
+from features.store.redis_common import ListsBySession, RedisStore, stamp_args, state_json
 from features.store.scripts import APPLY_BATCH, WRITE_BATCH
 from nowplaying.events import PlayEvent
-from nowplaying.keys import Keys
+from nowplaying.keys import Keys, partition_tag
 
 
 class RedisSingleStore(RedisStore):
@@ -41,29 +43,41 @@ class RedisSingleStore(RedisStore):
         )
 
     async def _apply(
-        self, events: Sequence[PlayEvent], held: Sequence[tuple[str, ...]]
+        self,
+        events: Sequence[PlayEvent],
+        held: Sequence[tuple[str, ...]],
+        fencing: Fencing | None,
     ) -> list[Any]:
         """The replies of ``apply_batch.lua``, an event's ``{-1, error}`` turned into a
         ``ResponseError`` as a separate call's would be (and raised unless WRONGTYPE)."""
         k = self._keys
         keys: list[str] = []
         index: dict[str, int] = {}
-        args: list[Any] = [self._max_events, self._ttl]
-        for ev, known in zip(events, held, strict=True):
+        ends = fencing.ends if fencing is not None else {}
+        partitions = {tp: j for j, tp in enumerate(ends, start=1)}
+        stamps = fencing.stamps if fencing is not None else [None] * len(events)
+        per_event: list[Any] = []
+        for ev, known, stamp in zip(events, held, stamps, strict=True):
             sid = ev.session_id
             at = index.get(sid)
             if at is None:
                 at = index[sid] = len(index)
-                keys += [k.session_log(sid), k.session_seen(sid)]
-                keys += [k.session_recs(sid), k.session_state(sid)]
-            args += [
+                keys += [k.session_log(sid), k.session_seen(sid), k.session_recs(sid)]
+                keys += [k.session_state(sid), k.session_position(sid)]
+            per_event += [
                 at,
                 ev.event_id,
                 encode_event(to_session_event(ev)),
                 len(known),
                 known[-1] if known else "",
+                0 if stamp is None else partitions[stamp.tp],
+                0 if stamp is None else stamp.offset,
             ]
-        replies: list[Any] = await self._scripts.call(APPLY_BATCH, keys, args)
+        args: list[Any] = [self._max_events, self._ttl, len(index), len(partitions)]
+        for (topic, partition), (epoch, end) in ends.items():
+            keys.append(k.partition(topic, partition))
+            args += [partition_tag(topic, partition), epoch, end]
+        replies: list[Any] = await self._scripts.call(APPLY_BATCH, keys, args + per_event)
         out: list[Any] = []
         for reply in replies:
             if int(reply[0]) != -1:
@@ -81,6 +95,7 @@ class RedisSingleStore(RedisStore):
         by_session: ListsBySession,
         latest: Mapping[str, str],
         activity: Mapping[str, tuple[str, int]],
+        stamps: Mapping[str, Stamp],
     ) -> list[Any]:
         """``write_batch.lua``: per session, its per-list replies (no call when nothing to do)."""
         if not by_session and not activity:
@@ -90,8 +105,8 @@ class RedisSingleStore(RedisStore):
         args: list[Any] = [self._ttl, ACTIVE_USERS_KEPT, len(by_session), len(latest)]
         args.append(len(activity))
         for sid, items in by_session.items():
-            keys += [k.session_state(sid), k.session_recs(sid)]
-            args += [state_json(states.get(sid)), len(items)]
+            keys += [k.session_state(sid), k.session_recs(sid), k.session_position(sid)]
+            args += [state_json(states.get(sid)), *stamp_args(stamps.get(sid)), len(items)]
             for item in items:
                 args += [item.trigger_event_id, item.message_json]
         for uid, message_json in latest.items():

@@ -1,8 +1,9 @@
 """The store's Lua scripts (package data under ``features/store/lua/``) and how they are called.
 
-Each script is a shared function file followed by an entry file: ``apply_event_fn.lua`` (the
-per-event write) opens both apply scripts, ``store_session_fn.lua`` (the per-session write) both
-result scripts, so the logic the back-ends share is written once.
+Each script is shared function files followed by an entry file: ``apply_event_fn.lua`` (the
+per-event write) opens both apply scripts, ``partition_fn.lua`` (a partition's fence and
+watermark) the batch script and the cluster's per-partition scripts, ``store_session_fn.lua``
+(the per-session write) both result scripts, so the logic the back-ends share is written once.
 
 :class:`ScriptCaller` runs them on a client: EVALSHA (a single call, or queued in a pipeline),
 and when the server lost its script cache (restart, failover, ``SCRIPT FLUSH``) it loads the
@@ -40,17 +41,22 @@ class LuaScript:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
-def lua_script(function_file: str, entry_file: str) -> LuaScript:
-    """The script ``function_file`` + ``entry_file`` (both under ``features/store/lua/``)."""
+def lua_script(*parts: str) -> LuaScript:
+    """The script of ``parts`` (files under ``features/store/lua/``: function files, then the
+    entry file, which names the script)."""
     folder = files("features.store").joinpath("lua")
-    source = folder.joinpath(function_file).read_text() + folder.joinpath(entry_file).read_text()
-    return LuaScript(entry_file.removesuffix(".lua"), source)
+    source = "".join(folder.joinpath(part).read_text() for part in parts)
+    return LuaScript(parts[-1].removesuffix(".lua"), source)
 
 
 #: One event (Redis Cluster path).
 APPLY_EVENT: Final = lua_script("apply_event_fn.lua", "apply_event.lua")
-#: A whole batch of events (single-server path).
-APPLY_BATCH: Final = lua_script("apply_event_fn.lua", "apply_batch.lua")
+#: A whole batch of events, fences and watermarks included (single-server path).
+APPLY_BATCH: Final = lua_script("apply_event_fn.lua", "partition_fn.lua", "apply_batch.lua")
+#: A partition's fence before a batch (Redis Cluster path).
+CHECK_PARTITION: Final = lua_script("partition_fn.lua", "check_partition.lua")
+#: A partition's watermark after a batch (Redis Cluster path).
+ADVANCE_PARTITION: Final = lua_script("partition_fn.lua", "advance_partition.lua")
 #: One session's state and lists (Redis Cluster path).
 STORE_RESULTS: Final = lua_script("store_session_fn.lua", "store_results.lua")
 #: Everything ``write_results`` stores (single-server path).

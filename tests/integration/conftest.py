@@ -1,6 +1,8 @@
 """Integration tests: every test here talks to REAL services, never to fakes.
 
 * Every test under ``tests/integration`` is marked ``integration`` automatically.
+* Tests marked ``stress`` (a fault scenario repeated many times, ``make stress``) are opt-in:
+  deselected unless the ``-m`` expression names ``stress``.
 * The shared broker and Redis (``make up``) come from ``tests/conftest.py``
   (``kafka_bootstrap``, ``redis_url``, ``settings_factory``, ``unique_settings``).
 * Tests that stop, kill or reconfigure a service use a PRIVATE instance from the fixtures
@@ -30,11 +32,17 @@ from tests.support.services import (
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.integration)
+    if "stress" in (config.getoption("markexpr") or ""):
+        return
+    dropped = [i for i in items if i.get_closest_marker("stress") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if i not in dropped]
 
 
 class _Instance(Protocol):

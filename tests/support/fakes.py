@@ -27,9 +27,19 @@ from features.session import (
     state_summary,
     to_session_event,
 )
-from features.store import ACTIVE_USERS_KEPT, Applied, StoredList
+from features.store import (
+    ACTIVE_USERS_KEPT,
+    FENCED,
+    OUT_OF_ORDER,
+    Applied,
+    Claim,
+    Fencing,
+    Stamp,
+    StoredList,
+    TopicPartition,
+)
 from nowplaying.events import PlayEvent, Recommendation, RecommendationMessage
-from nowplaying.keys import Keys
+from nowplaying.keys import Keys, partition_tag
 
 
 class Keyspace:
@@ -109,41 +119,98 @@ class MemoryStore:
 
     # --- FeatureStore ---------------------------------------------------------------------
 
-    async def apply_events(self, events: Sequence[PlayEvent]) -> list[Applied]:
+    async def claim_partitions(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, Claim]:
+        out = {}
+        for topic, partition in partitions:
+            fence = self.data.hashes.setdefault(self.keys.partition(topic, partition), {})
+            fence["epoch"] = str(int(fence.get("epoch", "0")) + 1)
+            nxt = fence.get("next")
+            out[(topic, partition)] = Claim(int(fence["epoch"]), None if nxt is None else int(nxt))
+        return out
+
+    async def apply_events(
+        self, events: Sequence[PlayEvent], fencing: Fencing | None = None
+    ) -> list[Applied]:
         self.apply_calls += 1
         if self.apply_failures:
             self.apply_failures -= 1
             raise ConnectionError("redis down")
-        d, k, ttl = self.data, self.keys, self.ttl_seconds
+        d, k = self.data, self.keys
         d.expire_due()
+        ends = fencing.ends if fencing is not None else {}
+        owned = {tp for tp, (epoch, _) in ends.items() if self._owns(tp, epoch)}
+        stamps = fencing.stamps if fencing is not None else [None] * len(events)
         out = []
-        for ev in events:
-            sid = ev.session_id
-            log_key, recs_key = k.session_log(sid), k.session_recs(sid)
-            seen = d.sets.setdefault(k.session_seen(sid), set())
-            duplicate = ev.event_id in seen
-            if not duplicate:
-                seen.add(ev.event_id)
-                log = d.lists.setdefault(log_key, [])
-                log.append(encode_event(to_session_event(ev)))
-                del log[: -self.max_events]
-                for key in (log_key, k.session_seen(sid), recs_key, k.session_state(sid)):
-                    d.expire(key, ttl)
-            records = tuple(d.lists.get(log_key, ()))
-            stored = d.hashes.get(recs_key, {}).get(ev.event_id) if duplicate else None
-            folded = fold_events(decode_event(r) for r in records)
-            out.append(Applied(ev, duplicate, records, folded, stored))
+        for ev, stamp in zip(events, stamps, strict=True):
+            if stamp is not None and stamp.tp not in owned:
+                out.append(Applied(ev, False, (), refused=FENCED))
+            else:
+                out.append(self._apply_one(ev, stamp))
+        for tp in owned:
+            fence = d.hashes[k.partition(*tp)]
+            fence["next"] = str(max(int(fence.get("next", "0")), ends[tp][1]))
         return out
+
+    def _owns(self, tp: TopicPartition, epoch: int) -> bool:
+        fence = self.data.hashes.setdefault(self.keys.partition(*tp), {})
+        return int(fence.setdefault("epoch", str(epoch))) == epoch
+
+    def _mark(self, session_id: str, stamp: Stamp | None) -> dict[str, str] | None:
+        """The session's pos when it comes from the stamp's partition, else None."""
+        if stamp is None:
+            return None
+        mark = self.data.hashes.get(self.keys.session_position(session_id), {})
+        return mark if mark.get("p") == partition_tag(stamp.topic, stamp.partition) else None
+
+    @staticmethod
+    def _behind(mark: dict[str, str], stamp: Stamp) -> bool:
+        return int(mark["e"]) > stamp.epoch or int(mark["o"]) > stamp.offset
+
+    def _apply_one(self, ev: PlayEvent, stamp: Stamp | None) -> Applied:
+        d, k, ttl, sid = self.data, self.keys, self.ttl_seconds, ev.session_id
+        mark = self._mark(sid, stamp)
+        if stamp is not None and mark is not None and int(mark["e"]) > stamp.epoch:
+            return Applied(ev, False, (), refused=FENCED)
+        log_key, recs_key = k.session_log(sid), k.session_recs(sid)
+        seen = d.sets.setdefault(k.session_seen(sid), set())
+        duplicate = ev.event_id in seen
+        if not duplicate:
+            if stamp is not None and mark is not None and int(mark["o"]) >= stamp.offset:
+                return Applied(ev, False, (), refused=OUT_OF_ORDER)
+            seen.add(ev.event_id)
+            log = d.lists.setdefault(log_key, [])
+            log.append(encode_event(to_session_event(ev)))
+            del log[: -self.max_events]
+            if stamp is not None:
+                d.hashes[k.session_position(sid)] = {
+                    "p": partition_tag(stamp.topic, stamp.partition),
+                    "e": str(stamp.epoch),
+                    "o": str(stamp.offset),
+                }
+            for key in (log_key, k.session_seen(sid), recs_key, k.session_state(sid)):
+                d.expire(key, ttl)
+            d.expire(k.session_position(sid), ttl)
+        records = tuple(d.lists.get(log_key, ()))
+        stored = d.hashes.get(recs_key, {}).get(ev.event_id) if duplicate else None
+        folded = fold_events(decode_event(r) for r in records)
+        return Applied(ev, duplicate, records, folded, stored)
 
     async def write_results(
         self,
         states: Mapping[str, SessionState],
         lists: Sequence[StoredList],
         activity: Mapping[str, tuple[str, int]],
+        stamps: Mapping[str, Stamp] | None = None,
     ) -> list[str]:
         d, k, ttl = self.data, self.keys, self.ttl_seconds
         d.expire_due()
         for sid, state in states.items():
+            stamp = (stamps or {}).get(sid)
+            mark = self._mark(sid, stamp)
+            if mark is not None and stamp is not None and self._behind(mark, stamp):
+                continue  # a newer owner's event is applied: its state stays
             d.set_string(k.session_state(sid), json.dumps(state_summary(state)), ttl)
         stored = []
         for item in lists:  # HSETNX: the first list stored for a trigger stays
@@ -279,3 +346,9 @@ class RecordingSensor:
 
     def on_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self.calls.append(("consumer_lag", topic, partition, lag))
+
+    def on_offset_gap(self, topic: str, partition: int, expected: int, offset: int) -> None:
+        self.calls.append(("offset_gap", topic, partition, expected, offset))
+
+    def on_fenced_batch(self, topic: str, partition: int) -> None:
+        self.calls.append(("fenced_batch", topic, partition))

@@ -1,4 +1,6 @@
 -- One event (Redis Cluster: one call per event, its keys in the session's slot).
--- KEYS: log, seen, recs, state. ARGV: event id, record, max events, TTL, held length, held last.
-return apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2],
-  tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6])
+-- KEYS: log, seen, recs, state, pos. ARGV: event id, record, max events, TTL, held length,
+-- held last, partition tag ('' for none), epoch, offset.
+return apply_event(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2],
+  tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7],
+  tonumber(ARGV[8]), tonumber(ARGV[9]))
