@@ -8,10 +8,12 @@ For one batch (messages of the ``play-events`` topic in offset order):
 3. fold each returned log with :func:`features.session.fold_events` (the code training uses);
 4. rank every ``track_start`` of the batch with ONE :meth:`Recommender.recommend` call (during
    an A/B test, one call per variant: each listener's starts go to the model of the variant the
-   listener is assigned to, see :mod:`models.experiments`);
+   listener is assigned to, see :mod:`models.experiments`), with the models of ONE snapshot
+   taken when the batch starts (:mod:`streams.ranking`; :mod:`streams.reload` swaps models);
 5. store states and lists in a second round trip (a list, once stored for a trigger event, is
-   never replaced: a redelivered ``track_start`` republishes the stored list);
-6. publish the lists and dead letters and wait until Kafka acknowledged every one.
+   never replaced: a redelivered ``track_start`` republishes the stored list); then, with an
+   attribution hook (:mod:`streams.attribution`), the outcomes of earlier lists;
+6. publish the lists, outcomes and dead letters and wait until Kafka acknowledged every one.
 
 When :meth:`Pipeline.process_batch` returns, the batch's effects are durable in Redis and its
 messages are acknowledged by Kafka: only then may the caller commit the batch's offsets.
@@ -32,13 +34,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from features.session import SessionState
 from features.store import Applied, FeatureStore, Stamp, StoredList
 from nowplaying.events import (
     PlayEvent,
-    Recommendation,
     RecommendationMessage,
     Rejection,
     TrackStart,
@@ -55,6 +56,16 @@ from streams.fencing import (
     writable,
 )
 from streams.instrumentation import STORED_LIST, PipelineSensor
+from streams.ranking import (
+    Assigner,
+    FixedModels,
+    ModelSnapshot,
+    ModelSource,
+    Ranked,
+    Ranker,
+    list_source,
+    rank_states,
+)
 from streams.retry import Retrier
 
 log = logging.getLogger(__name__)
@@ -74,25 +85,25 @@ class RawMessage:
     timestamp_ms: int | None = None
 
 
-class Ranker(Protocol):
-    """What the pipeline needs of :class:`models.recommender.Recommender`."""
+__all__ = ["Assigner", "Pipeline", "Ranker", "RawMessage"]
 
-    @property
-    def model_version(self) -> str: ...
-
-    def recommend(self, states: Sequence[SessionState], k: int) -> list[list[Recommendation]]: ...
-
-
-class Assigner(Protocol):
-    """What the pipeline needs of :class:`models.experiments.Experiment`."""
-
-    def assign(self, user_id: str) -> str: ...
+Record = tuple[str, bytes | None, bytes]
 
 
 class Publisher(Protocol):
     """Sends one record; the returned awaitable completes when Kafka acknowledged it."""
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
+
+
+class OutcomeHook(Protocol):
+    """Attributes the batch's applied events to earlier lists (:mod:`streams.attribution`):
+    given the lists published for its starts (trigger event id -> JSON), the outcome records
+    to publish with the batch."""
+
+    async def outcomes(
+        self, ok: Sequence[tuple[Applied, RawMessage]], lists: Mapping[str, str]
+    ) -> list[Record]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +119,6 @@ class _ListJob:
         return self.applied.event.event_id
 
 
-class _Ranked(NamedTuple):
-    """A list computed now, and the A/B test variant that computed it (None outside a test)."""
-
-    variant: str | None
-    recs: list[Recommendation]
-
-
 class Pipeline:
     """Turns batches of ``play-events`` records into features, lists and dead letters.
 
@@ -122,7 +126,8 @@ class Pipeline:
     (a loaded Recommender), ``publisher`` (a Kafka producer), ``sensor`` (hears every fact
     the pipeline reports). ``clock`` returns epoch seconds; ``sleep`` is the backoff sleep (both
     injectable for tests). For an A/B test, ``variants`` (a ranker per variant name) and
-    ``assigner`` (user id to variant name) replace ``ranker``. With ``owner`` (the worker's
+    ``assigner`` (user id to variant name) replace ``ranker``; ``models`` (a source of model
+    snapshots, e.g. a hot-reloading watcher) replaces all three. With ``owner`` (the worker's
     partitions), every write is fenced by the owner's epochs: messages of a partition it must
     not write are dropped unprocessed, and a partition the store fences is dropped from the
     batch (nothing published for it) and reported to the owner.
@@ -139,6 +144,8 @@ class Pipeline:
         variants: Mapping[str, Ranker] | None = None,
         assigner: Assigner | None = None,
         owner: PartitionOwner | None = None,
+        models: ModelSource | None = None,
+        attribution: OutcomeHook | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -146,10 +153,11 @@ class Pipeline:
             raise ValueError("an A/B test needs both the variants and the assigner")
         self._settings = settings
         self._store = store
-        self._rankers: dict[str | None, Ranker] = (
+        rankers: dict[str | None, Ranker] = (
             {name: r for name, r in variants.items()} if variants else {None: ranker}
         )
-        self._assigner = assigner
+        self._models = models or FixedModels(ModelSnapshot(rankers, assigner))
+        self._attribution = attribution
         self._publisher = publisher
         self._owner = owner
         self._sensor = sensor
@@ -172,6 +180,7 @@ class Pipeline:
         batch may start while this one's acknowledgements are on their way; its offsets may be
         committed only once the awaitable completed."""
         self._sensor.on_batch(len(messages))
+        models = self._models.snapshot()  # once: the whole batch ranks with these models
         messages, epochs = writable(self._owner, messages)
         events, letters = self._validate(messages)
         valid = [e for e, _ in events]
@@ -184,9 +193,9 @@ class Pipeline:
         if fenced:
             letters = [(m, r) for m, r in letters if (m.topic, m.partition) not in fenced]
             report_fenced(fenced, self._owner, self._sensor)
-        self._report_applied(ok)
+        self._report_applied(ok, models)
         jobs, states = self._plan(ok)
-        lists = self._rank(jobs)
+        lists = self._rank(models, jobs)
         for job in jobs:
             if job.stored_json is None and job.event_id not in lists:
                 letters.append((job.source, Rejection("ranking_failed", "the ranker failed")))
@@ -195,16 +204,20 @@ class Pipeline:
         stored = await self._retrier.run(
             "redis", lambda: self._store_results(ok, jobs, lists, states, stamps)
         )
-        outgoing = self._outgoing(jobs, stored, letters)
+        bodies = {j.event_id: j.stored_json or stored[j.event_id] for j in jobs}
+        outgoing = self._outgoing(jobs, bodies, letters)
+        if self._attribution is not None:
+            hook = self._attribution
+            outgoing += await self._retrier.run("redis", lambda: hook.outcomes(ok, bodies))
         acks = await self._retrier.run("kafka", lambda: self._send(outgoing))
         return self._confirm(outgoing, acks, jobs, lists)
 
     async def _confirm(
         self,
-        outgoing: Sequence[tuple[str, bytes | None, bytes]],
+        outgoing: Sequence[Record],
         acks: Sequence[Awaitable[Any]],
         jobs: Sequence[_ListJob],
-        lists: Mapping[str, _Ranked],
+        lists: Mapping[str, Ranked],
     ) -> None:
         pending: list[Sequence[Awaitable[Any]]] = [acks]
 
@@ -251,7 +264,7 @@ class Pipeline:
         self,
         ok: Sequence[tuple[Applied, RawMessage]],
         jobs: Sequence[_ListJob],
-        lists: Mapping[str, _Ranked],
+        lists: Mapping[str, Ranked],
         states: Mapping[str, SessionState],
         stamps: Mapping[str, Stamp] | None,
     ) -> dict[str, str]:
@@ -290,51 +303,27 @@ class Pipeline:
         states = {sid: a.state() for sid, a in last.items()}
         return jobs, states
 
-    def variant_of(self, user_id: str) -> str | None:
-        """The user's A/B test variant (None outside a test)."""
-        return None if self._assigner is None else self._assigner.assign(user_id)
-
-    def _rank(self, jobs: Sequence[_ListJob]) -> dict[str, _Ranked]:
+    def _rank(self, models: ModelSnapshot, jobs: Sequence[_ListJob]) -> dict[str, Ranked]:
         """Lists by trigger event id for the jobs without a stored one: ONE ranker call for the
         whole batch (per variant during an A/B test). (Two copies of one event in a batch share
         one list.) An event the ranker fails on is left out."""
-        due: dict[str | None, dict[str, SessionState]] = {}
+        due: dict[str, tuple[str, SessionState]] = {}
         for job in jobs:
-            group = due.setdefault(self.variant_of(job.applied.event.user_id), {})
-            if job.stored_json is None and job.event_id not in group:
+            if job.stored_json is None and job.event_id not in due:
                 state = job.applied.state_after_event()
                 # A redelivered start whose record was trimmed from the log: rank on what is kept.
-                group[job.event_id] = state if state is not None else job.applied.state()
-        out: dict[str, _Ranked] = {}
-        for variant, group in due.items():
-            if group:
-                lists = self._rank_group(self._rankers[variant], group)
-                out |= {eid: _Ranked(variant, recs) for eid, recs in lists.items()}
-        return out
+                due[job.event_id] = (
+                    job.applied.event.user_id,
+                    state if state is not None else job.applied.state(),
+                )
+        return rank_states(models, due, self._settings.top_k) if due else {}
 
-    def _rank_group(
-        self, ranker: Ranker, due: Mapping[str, SessionState]
-    ) -> dict[str, list[Recommendation]]:
-        k = self._settings.top_k
-        try:
-            lists = ranker.recommend(list(due.values()), k)
-            return dict(zip(due, lists, strict=True))
-        except Exception:
-            log.exception("ranking a batch of %d failed; ranking one by one", len(due))
-        out: dict[str, list[Recommendation]] = {}
-        for event_id, state in due.items():
-            try:
-                out[event_id] = ranker.recommend([state], k)[0]
-            except Exception:
-                log.exception("ranking failed for event %s", event_id)
-        return out
-
-    def _message(self, event: PlayEvent, ranked: _Ranked, now_ms: int) -> RecommendationMessage:
+    def _message(self, event: PlayEvent, ranked: Ranked, now_ms: int) -> RecommendationMessage:
         return RecommendationMessage(
             user_id=event.user_id,
             session_id=event.session_id,
             trigger_event_id=event.event_id,
-            model_version=self._rankers[ranked.variant].model_version,
+            model_version=ranked.model_version,
             variant=ranked.variant,
             generated_at=now_ms,
             recommendations=ranked.recs,
@@ -345,13 +334,13 @@ class Pipeline:
     def _outgoing(
         self,
         jobs: Sequence[_ListJob],
-        stored: Mapping[str, str],
+        bodies: Mapping[str, str],
         letters: Sequence[tuple[RawMessage, Rejection]],
-    ) -> list[tuple[str, bytes | None, bytes]]:
+    ) -> list[Record]:
         s = self._settings
-        out: list[tuple[str, bytes | None, bytes]] = []
+        out: list[Record] = []
         for job in jobs:
-            body = stored[job.event_id] if job.stored_json is None else job.stored_json
+            body = bodies[job.event_id]
             out.append((s.topic_recommendations, job.applied.event.user_id.encode(), body.encode()))
         failed_at = int(self._clock() * 1000)
         for msg, rejection in letters:
@@ -368,13 +357,11 @@ class Pipeline:
             self._sensor.on_dead_letter(rejection.error_class)
         return out
 
-    async def _send(
-        self, records: Sequence[tuple[str, bytes | None, bytes]]
-    ) -> list[Awaitable[Any]]:
+    async def _send(self, records: Sequence[Record]) -> list[Awaitable[Any]]:
         """Hand every record to the producer; returns their acknowledgements."""
         return [await self._publisher.send(topic, key, value) for topic, key, value in records]
 
-    def _report_published(self, jobs: Sequence[_ListJob], lists: Mapping[str, _Ranked]) -> None:
+    def _report_published(self, jobs: Sequence[_ListJob], lists: Mapping[str, Ranked]) -> None:
         now = self._clock()
         for job in jobs:
             ts = job.source.timestamp_ms
@@ -383,18 +370,13 @@ class Pipeline:
             if ranked is None:
                 self._sensor.on_list_published(STORED_LIST, None, latency)
             else:
-                self._sensor.on_list_published(_list_source(ranked.recs), ranked.variant, latency)
+                self._sensor.on_list_published(list_source(ranked.recs), ranked.variant, latency)
 
     # --- bookkeeping --------------------------------------------------------------------------
 
-    def _report_applied(self, ok: Sequence[tuple[Applied, RawMessage]]) -> None:
+    def _report_applied(
+        self, ok: Sequence[tuple[Applied, RawMessage]], models: ModelSnapshot
+    ) -> None:
         for a, _ in ok:
-            variant = None if a.duplicate else self.variant_of(a.event.user_id)
+            variant = None if a.duplicate else models.variant_of(a.event.user_id)
             self._sensor.on_event_applied(a.event, a.duplicate, variant)
-
-
-def _list_source(recs: Sequence[Recommendation]) -> str:
-    """``popular`` when the whole list is the popularity fallback, else ``model``."""
-    if not recs:
-        return "empty"
-    return "popular" if all(r.source == "popular" for r in recs) else "model"
