@@ -55,6 +55,7 @@ from models.registry import (
     publish_version,
 )
 from models.served_evaluation import evaluate_served
+from models.version_check import save_parity_sample
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,9 @@ def train_model(
             artifacts.save(building)
             opsets = export_onnx(booster, N_FEATURES, building / MODEL_FILE)
             booster.save_model(str(building / LIGHTGBM_FILE))
+            save_parity_sample(
+                building, booster, val_rows.rows if len(val_rows.rows) else train_rows.rows
+            )
         metadata: dict[str, Any] = {
             "version": version,
             "created_at": created.isoformat().replace("+00:00", "Z"),

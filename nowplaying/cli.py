@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="accepted test NDCG@10 drop below the current latest",
     )
     actions.add_parser("rollback", help="point 'latest' back at the previous latest")
+    variants = actions.add_parser(
+        "variants", help="show, set or --clear the A/B test spec running workers serve"
+    )
+    variants.add_argument("spec", nargs="?", default=None, metavar="SPEC")
+    variants.add_argument("--salt", default=None, help="assignment salt (NP_EXPERIMENT_SALT)")
+    variants.add_argument("--clear", action="store_true", help="back to the workers' settings")
+    variants.set_defaults(runner="models.variants_file:run")
     p.set_defaults(runner="models.manage:run")
 
     p = sub.add_parser("worker", help="run the stream worker (Faust)")

@@ -359,7 +359,15 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "dead-letter.schema.json": _with_header(
             DeadLetter.model_json_schema(), "DeadLetter", "play-events-dlq"
         ),
+        **_outcome_schema(),
     }
+
+
+def _outcome_schema() -> dict[str, dict[str, Any]]:
+    from nowplaying.outcomes import OutcomeMessage  # noqa: PLC0415 (it imports this module)
+
+    schema = OutcomeMessage.model_json_schema()
+    return {"outcome.schema.json": _with_header(schema, "OutcomeMessage", "now-playing-outcomes")}
 
 
 def _with_header(schema: dict[str, Any], title: str, topic: str) -> dict[str, Any]:

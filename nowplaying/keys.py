@@ -92,6 +92,14 @@ class Keys:
         """HASH of the partition tag, writer epoch and offset of the session's last event."""
         return f"{self.prefix}:s:{{{escape_id(session_id)}}}:pos"
 
+    def session_attribution(self, session_id: str) -> str:
+        """STRING: the session's exposure attribution state (features/attribution.py)."""
+        return f"{self.prefix}:s:{{{escape_id(session_id)}}}:att"
+
+    def session_outcomes(self, session_id: str) -> str:
+        """HASH: event id -> the outcome message that event completed."""
+        return f"{self.prefix}:s:{{{escape_id(session_id)}}}:out"
+
     def partition(self, topic: str, partition: int) -> str:
         """HASH ``epoch`` / ``next`` of one input partition (its own hash slot)."""
         return f"{self.prefix}:p:{{{partition_tag(topic, partition)}}}"

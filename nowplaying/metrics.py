@@ -112,6 +112,12 @@ FENCED_BATCHES = Counter(
     ["topic", "partition"],
 )
 MODEL_INFO = Info("nowplaying_model", "The model version in use (and the A/B test variants).")
+MODEL_RELOADS = Counter(
+    "nowplaying_model_reloads_total",
+    "Hot model reloads by result: swapped, or why the target was refused (not_found, "
+    "load_failed, feature_mismatch, parity_failed, invalid_spec); the old models keep serving.",
+    ["result"],
+)
 VARIANT_LISTS = Counter(
     "nowplaying_variant_lists_total",
     "Lists computed during an A/B test, by variant (users assigned to it, per track start).",
@@ -122,6 +128,17 @@ VARIANT_OUTCOMES = Counter(
     "Track ends during an A/B test, by the listener's variant and outcome (skip_early, "
     "skip_late, listened): the online comparison of the variants.",
     ["variant", "outcome"],
+)
+EXPOSURES = Counter(
+    "nowplaying_exposures_total",
+    "Lists shown (exposures), by A/B variant ('' outside a test) and model version.",
+    ["variant", "model_version"],
+)
+ATTRIBUTED_PLAYS = Counter(
+    "nowplaying_attributed_plays_total",
+    "Exposures followed by a play, by variant, model version, hit (the played track was in "
+    "the list: hits@10) and how the play ended (listened, skip_late, skip_early, no_end).",
+    ["variant", "model_version", "hit", "outcome"],
 )
 
 # --- API ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``nowplaying schemas``: write (or check) the JSON Schema files of the three topics."""
+"""``nowplaying schemas``: write (or check) the JSON Schema files of the topics."""
 
 from __future__ import annotations
 

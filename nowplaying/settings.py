@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     topic_dead_letters: str = Field(
         "play-events-dlq", description="Dead-letter topic for invalid messages."
     )
+    topic_outcomes: str = Field(
+        "now-playing-outcomes",
+        description="Output topic of exposure outcomes: what followed each list (key: user_id).",
+    )
     topic_partitions: int = Field(8, ge=1, description="Partitions for the topics we create.")
     topic_replication_factor: int = Field(
         1, ge=1, description="Replication factor of the topics we create (3 on a cluster)."
@@ -102,6 +106,12 @@ class Settings(BaseSettings):
     )
     experiment_salt: str = Field(
         "ab-1", description="Salt of the A/B assignment hash; a new salt reshuffles users."
+    )
+    model_reload_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How often a running worker checks the registry's 'latest' pointer and "
+        "'variants' file, and swaps in what they name (checked first). 0: never (start only).",
     )
     data_dir: Path = Field(
         Path("../shared/data"), description="Folder holding the listening-session data sets."

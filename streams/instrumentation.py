@@ -20,6 +20,7 @@ from typing import Final, Protocol
 from features.session import outcome_of
 from nowplaying import metrics
 from nowplaying.events import PlayEvent, TrackEnd
+from nowplaying.outcomes import OutcomeMessage
 
 #: ``source`` of :meth:`PipelineSensor.on_list_published` for a list stored before and
 #: republished (a redelivered ``track_start``); computed lists are ``model``, ``popular``
@@ -66,6 +67,12 @@ class PipelineSensor(Protocol):
     def on_fenced_batch(self, topic: str, partition: int) -> None:
         """The store refused a batch of the partition: another worker owns it now."""
 
+    def on_exposure(self, variant: str | None, model_version: str) -> None:
+        """A list was shown (attribution folded its trigger): an exposure."""
+
+    def on_outcome(self, outcome: OutcomeMessage) -> None:
+        """An exposure's outcome was attributed (published to the outcomes topic)."""
+
 
 class NullSensor:
     """Ignores every fact."""
@@ -100,6 +107,12 @@ class NullSensor:
         pass
 
     def on_fenced_batch(self, topic: str, partition: int) -> None:
+        pass
+
+    def on_exposure(self, variant: str | None, model_version: str) -> None:
+        pass
+
+    def on_outcome(self, outcome: OutcomeMessage) -> None:
         pass
 
 
@@ -145,6 +158,17 @@ class PrometheusSensor:
 
     def on_fenced_batch(self, topic: str, partition: int) -> None:
         metrics.FENCED_BATCHES.labels(topic, str(partition)).inc()
+
+    def on_exposure(self, variant: str | None, model_version: str) -> None:
+        metrics.EXPOSURES.labels(variant or "", model_version).inc()
+
+    def on_outcome(self, outcome: OutcomeMessage) -> None:
+        metrics.ATTRIBUTED_PLAYS.labels(
+            outcome.variant or "",
+            outcome.model_version,
+            "true" if outcome.hit else "false",
+            outcome.outcome,
+        ).inc()
 
 
 @dataclass(slots=True)
@@ -252,3 +276,11 @@ class Sensors:
     def on_fenced_batch(self, topic: str, partition: int) -> None:
         for s in self.sensors:
             s.on_fenced_batch(topic, partition)
+
+    def on_exposure(self, variant: str | None, model_version: str) -> None:
+        for s in self.sensors:
+            s.on_exposure(variant, model_version)
+
+    def on_outcome(self, outcome: OutcomeMessage) -> None:
+        for s in self.sensors:
+            s.on_outcome(outcome)

@@ -4,7 +4,7 @@ A/B test (``NP_MODEL_VARIANTS``, :mod:`models.experiments`): every variant's mod
 once at start-up (a bad spec or a missing version stops the worker before it consumes anything);
 each listener's lists come from the model of the listener's variant, and the first variant's
 model stands for the worker's ``model_version``. The ``nowplaying_model`` info metric is set
-here, once, from what was loaded.
+here from what was loaded (and again by :mod:`streams.reload` after each swap).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from models.experiments import Experiment, experiment_from, load_variant_recommenders
 from models.recommender import Recommender
 from models.registry import resolve_version_dir
+from models.variants_file import read_variants_file
 from nowplaying import metrics
 from nowplaying.settings import Settings
 
@@ -49,6 +50,11 @@ def load_models(settings: Settings) -> LoadedModels:
     """The single model, or the A/B test's variants; sets the model-info metric. Raises
     :class:`models.experiments.ExperimentError` on a bad spec, or the loader's error on a model
     that does not load."""
+    found = read_variants_file(settings.model_dir)  # the registry's live A/B test wins
+    if found is not None:
+        settings = settings.model_copy(
+            update={"model_variants": found.spec, "experiment_salt": found.salt}
+        )
     experiment = experiment_from(settings.model_variants, settings.experiment_salt)
     if experiment is None:
         version_dir = resolve_version_dir(settings.model_dir, settings.model_version)
@@ -60,7 +66,7 @@ def load_models(settings: Settings) -> LoadedModels:
         models = LoadedModels(recommender, version_dir)
     else:
         models = _load_ab_test(settings, experiment)
-    _set_model_info(models, settings.experiment_salt)
+    set_model_info(models, settings.experiment_salt)
     return models
 
 
@@ -87,7 +93,7 @@ def _load_ab_test(settings: Settings, experiment: Experiment) -> LoadedModels:
     )
 
 
-def _set_model_info(models: LoadedModels, experiment_salt: str) -> None:
+def set_model_info(models: LoadedModels, experiment_salt: str) -> None:
     info = {
         "version": models.recommender.model_version,
         "feature_version": str(models.recommender.feature_version),

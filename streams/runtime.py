@@ -20,12 +20,14 @@ from features.session_cache import SessionCache
 from features.store import FeatureStore, feature_store_for
 from nowplaying.clients import AsyncRedisClient, async_redis_client
 from nowplaying.settings import Settings
+from streams.attribution import attribution_for
 from streams.batch_loop import BatchLoop
 from streams.instrumentation import CountingSensor, PipelineSensor, PrometheusSensor, Sensors
 from streams.loading import LoadedModels
 from streams.offsets import HeldOffsets
 from streams.ownership import Ownership
 from streams.pipeline import Pipeline
+from streams.reload import ModelWatcher, RefreshingClaimer
 from streams.retry import Retrier
 
 
@@ -56,6 +58,10 @@ class WorkerRuntime:
     ownership: Ownership
     #: Retries the partition claims of a rebalance (Redis) like the pipeline's calls.
     retrier: Retrier
+    #: The models served now (hot reload); ``models`` is what the worker started with.
+    watcher: ModelWatcher
+    #: Claims partitions after a registry refresh.
+    claimer: RefreshingClaimer
 
 
 def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> WorkerRuntime:
@@ -64,21 +70,22 @@ def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> W
     store = feature_store_for(settings, redis, SessionCache(settings.session_cache_sessions))
     counts = CountingSensor()
     sensor = Sensors(PrometheusSensor(), counts)
-    ab = models.ab_test
     ownership = Ownership()
+    watcher = ModelWatcher(settings, models)
+    claimer = RefreshingClaimer(store, watcher)
     pipeline = Pipeline(
         settings,
         store,
         models.recommender,
         FaustPublisher(app),
         sensor=sensor,
-        variants=None if ab is None else ab.recommenders,
-        assigner=None if ab is None else ab.experiment,
         owner=ownership,
+        models=watcher,
+        attribution=attribution_for(settings, redis, sensor),
     )
     offsets = HeldOffsets()
     batches = BatchLoop(
-        settings, pipeline, offsets, counts, ownership=ownership, claimer=store, sensor=sensor
+        settings, pipeline, offsets, counts, ownership=ownership, claimer=claimer, sensor=sensor
     )
     return WorkerRuntime(
         settings,
@@ -91,4 +98,6 @@ def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> W
         store,
         ownership,
         Retrier(settings, sensor, asyncio.sleep),
+        watcher,
+        claimer,
     )

@@ -1,4 +1,4 @@
-"""The three Kafka topics of nowplaying, created explicitly (the broker does not auto-create).
+"""The Kafka topics of nowplaying, created explicitly (the broker does not auto-create).
 
 ``nowplaying topics`` runs :func:`run`; the worker, the test fixtures and ``docker compose``'s
 ``init`` service call :func:`ensure_topics`, which is idempotent: topics that already exist
@@ -32,11 +32,12 @@ TOPIC_ALREADY_EXISTS: Final = 36  # Kafka protocol error code
 
 #: Retention per topic role: play events a week (enough to replay a session's history after
 #: an outage), recommendations a day (only the latest list matters), dead letters two weeks
-#: (time to inspect and re-drive them).
+#: (time to inspect and re-drive them), exposure outcomes two weeks (an experiment's readout).
 RETENTION_MS: Final = {
     "play_events": 7 * DAY_MS,
     "recommendations": DAY_MS,
     "dead_letters": 14 * DAY_MS,
+    "outcomes": 14 * DAY_MS,
 }
 
 
@@ -55,11 +56,12 @@ class TopicStatus:
 
 
 def topic_specs(settings: Settings) -> dict[str, dict[str, Any]]:
-    """kafka-python ``create_topics`` specs (name -> options) of the three topics."""
+    """kafka-python ``create_topics`` specs (name -> options) of the four topics."""
     names = {
         "play_events": settings.topic_play_events,
         "recommendations": settings.topic_recommendations,
         "dead_letters": settings.topic_dead_letters,
+        "outcomes": settings.topic_outcomes,
     }
     return {
         name: {
@@ -132,7 +134,7 @@ def _status(
 
 
 def delete_topics(settings: Settings, admin: KafkaAdminClient | None = None) -> None:
-    """Delete the three topics where they exist (tests clean up with this)."""
+    """Delete the topics where they exist (tests clean up with this)."""
     own = admin is None
     client = kafka_admin(settings) if admin is None else admin
     try:

@@ -5,7 +5,8 @@ failing dependency).
 
 The worker's dependencies: ``redis`` (answers PING, and the pipeline's last call did not fail),
 ``kafka`` (the pipeline's last produce did not fail; the detail says how many partitions the
-consumer holds) and ``model`` (loaded at start-up: the worker does not run without one).
+consumer holds) and ``model`` (the models served now: loaded at start-up, the worker does not
+run without one, and swapped by the hot reload, :mod:`streams.reload`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ async def worker_readiness(runtime: WorkerRuntime, consumer: ConsumerT) -> Readi
     redis = await redis_status(runtime.redis)
     if redis.ok and "redis" in failing:
         redis = failure(f"the last call failed: {failing['redis']}")
-    models = runtime.models
+    models = runtime.watcher.models  # what is served now (hot reload swaps it)
     return Readiness.of(
         {
             "redis": redis,

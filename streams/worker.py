@@ -84,6 +84,12 @@ def wire(app: faust.App, runtime: WorkerRuntime) -> None:
 
     add_views(app, runtime)
     add_lag_timer(app, runtime.offsets, runtime.sensor, settings.worker_lag_interval_seconds)
+    if settings.model_reload_seconds > 0:
+
+        async def watch_registry() -> None:
+            await runtime.watcher.watch(settings.model_reload_seconds)
+
+        app.task(watch_registry)
 
     async def close_redis(sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         log.info("closing Redis")
@@ -101,7 +107,7 @@ def wire_ownership(app: faust.App, runtime: WorkerRuntime) -> None:
     async def claim(sender: Any, /, *args: Any, signal: Any, **__: Any) -> None:
         assigned = cast(Set[TP], args[0])
         ours = {tp for tp in assigned if tp.topic == topic}
-        await take_over(runtime.ownership, runtime.store, app.consumer, ours, runtime.retrier)
+        await take_over(runtime.ownership, runtime.claimer, app.consumer, ours, runtime.retrier)
 
     async def forget(sender: Any, /, *args: Any, signal: Any, **__: Any) -> None:
         revoked = cast(Set[TP], args[0])

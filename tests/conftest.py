@@ -110,8 +110,9 @@ def settings_factory(request: pytest.FixtureRequest) -> Generator[SettingsFactor
     ``settings_factory(create_topics=True, **overrides) -> Settings``; each call gets a fresh
     random suffix ``<id>`` and sets:
 
-    * ``topic_play_events`` / ``topic_recommendations`` / ``topic_dead_letters``:
-      ``t-<id>-play`` / ``t-<id>-recs`` / ``t-<id>-dlq``, with ``topic_partitions`` = 2;
+    * ``topic_play_events`` / ``topic_recommendations`` / ``topic_dead_letters`` /
+      ``topic_outcomes``: ``t-<id>-play`` / ``t-<id>-recs`` / ``t-<id>-dlq`` /
+      ``t-<id>-outcomes``, with ``topic_partitions`` = 2;
     * ``consumer_group``: ``g-<id>``; ``redis_key_prefix``: ``t-<id>``;
     * ``kafka_bootstrap_servers`` / ``redis_url``: the running services (the
       ``kafka_bootstrap`` / ``redis_url`` fixtures, which FAIL when a service is down).
@@ -133,6 +134,7 @@ def settings_factory(request: pytest.FixtureRequest) -> Generator[SettingsFactor
             "topic_play_events": f"t-{suffix}-play",
             "topic_recommendations": f"t-{suffix}-recs",
             "topic_dead_letters": f"t-{suffix}-dlq",
+            "topic_outcomes": f"t-{suffix}-outcomes",
             "topic_partitions": TEST_TOPIC_PARTITIONS,
             "consumer_group": f"g-{suffix}",
             "redis_key_prefix": f"t-{suffix}",

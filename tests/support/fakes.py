@@ -40,6 +40,7 @@ from features.store import (
 )
 from nowplaying.events import PlayEvent, Recommendation, RecommendationMessage
 from nowplaying.keys import Keys, partition_tag
+from nowplaying.outcomes import OutcomeMessage
 
 
 class Keyspace:
@@ -352,3 +353,9 @@ class RecordingSensor:
 
     def on_fenced_batch(self, topic: str, partition: int) -> None:
         self.calls.append(("fenced_batch", topic, partition))
+
+    def on_exposure(self, variant: str | None, model_version: str) -> None:
+        self.calls.append(("exposure", variant, model_version))
+
+    def on_outcome(self, outcome: OutcomeMessage) -> None:
+        self.calls.append(("outcome", outcome.exposure_id, outcome.hit, outcome.outcome))

@@ -124,6 +124,7 @@ def test_main_builds_settings_and_runs_the_runner(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "dead-letter.schema.json",
         "now-playing-recommendation.schema.json",
+        "outcome.schema.json",
         "play-event.schema.json",
     ]
     assert cli.main(["schemas", "--check", "--out", str(tmp_path)]) == 0

@@ -19,6 +19,7 @@ from nowplaying.events import (
     json_schemas,
     parse_play_event,
 )
+from nowplaying.outcomes import OutcomeMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
@@ -27,6 +28,7 @@ MODEL_FILES: list[tuple[type[Any], str]] = [
     (TrackEnd, "play-event.schema.json"),
     (RecommendationMessage, "now-playing-recommendation.schema.json"),
     (DeadLetter, "dead-letter.schema.json"),
+    (OutcomeMessage, "outcome.schema.json"),
 ]
 
 
@@ -57,7 +59,7 @@ def check_schemas(folder: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_three_schema_files_exist_and_are_valid_2020_12() -> None:
+def test_the_schema_files_exist_and_are_valid_2020_12() -> None:
     assert sorted(p.name for p in SCHEMAS.glob("*.schema.json")) == sorted(json_schemas())
     for name in json_schemas():
         assert load(name)["$schema"] == "https://json-schema.org/draft/2020-12/schema"

@@ -15,7 +15,12 @@ from tests.support.settings import isolated_settings
 def test_a_cluster_topic_needs_two_in_sync_replicas_of_three() -> None:
     settings = isolated_settings(topic_replication_factor=3)
     specs = topic_specs(settings)
-    assert list(specs) == ["play-events", "now-playing-recommendations", "play-events-dlq"]
+    assert list(specs) == [
+        "play-events",
+        "now-playing-recommendations",
+        "play-events-dlq",
+        "now-playing-outcomes",
+    ]
     for spec in specs.values():
         assert spec["replication_factor"] == 3
         assert spec["configs"]["min.insync.replicas"] == "2"
@@ -66,7 +71,7 @@ def test_existing_topics_with_other_replication_are_reported_and_left_alone() ->
     statuses = ensure_topics(settings, DescribingAdmin(8, 1))
     assert [s.error for s in statuses] == [
         "has replication factor 1, settings say 3 (left unchanged)"
-    ] * 3
+    ] * 4
     both = ensure_topics(settings, DescribingAdmin(4, 1))
     assert both[0].error == (
         "has 4 partitions, settings say 8; has replication factor 1, settings say 3 "
