@@ -78,7 +78,9 @@ class ClusteredRate:
         return Interval(max(0.0, self.rate - half), min(1.0, self.rate + half))
 
 
-def clustered_rate(successes: Sequence[float], units: Sequence[float]) -> ClusteredRate:
+def clustered_rate(
+    successes: Sequence[float] | np.ndarray, units: Sequence[float] | np.ndarray
+) -> ClusteredRate:
     """The rate of per-listener ``successes`` over per-listener ``units`` (e.g. hits over
     exposures): Var(R) = sum((y_i - R n_i)^2) / (m (m - 1) nbar^2) for m listeners."""
     y = np.asarray(successes, dtype=np.float64)

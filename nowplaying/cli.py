@@ -107,6 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     variants.set_defaults(runner="models.variants_file:run")
     p.set_defaults(runner="models.manage:run")
 
+    p = sub.add_parser("experiment", help="read out an A/B test from the outcome topic")
+    exp_actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    report = exp_actions.add_parser("report", help="report.md, metrics.json and a chart")
+    window = report.add_mutually_exclusive_group()
+    window.add_argument("--since", default=None, help="ISO time or epoch ms")
+    window.add_argument("--last", type=int, default=None, help="last N records per partition")
+    report.add_argument("--until", default=None, help="ISO time or epoch ms (exclusive)")
+    report.add_argument("--out", type=Path, default=Path("var/experiment"))
+    report.add_argument("--variants", default=None, help="the split (default: as configured)")
+    report.add_argument("--salt", default=None, help="the assignment salt of --variants")
+    report.add_argument(
+        "--aa-salts", type=int, default=0, help="also re-split the listeners with N salts (A/A)"
+    )
+    report.add_argument("--no-sequential", action="store_true", help="skip listeners-needed")
+    report.set_defaults(runner="models.experiment_cli:run")
+
     p = sub.add_parser("worker", help="run the stream worker (Faust)")
     p.set_defaults(runner="streams.worker:run")
 

@@ -18,6 +18,7 @@ from faust.types import ConsumerT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from models.registry import latest_version
 from nowplaying.readiness import DependencyStatus, Readiness, failure, redis_status
 from streams.loading import LoadedModels
 from streams.runtime import WorkerRuntime
@@ -33,7 +34,7 @@ async def worker_readiness(runtime: WorkerRuntime, consumer: ConsumerT) -> Readi
         {
             "redis": redis,
             "kafka": kafka_status(consumer, failing),
-            "model": model_status(models),
+            "model": model_status(models, latest_version(runtime.settings.model_dir)),
         },
         model_version=models.recommender.model_version,
         variants=None if models.ab_test is None else models.ab_test.versions,
@@ -51,11 +52,14 @@ def kafka_status(consumer: ConsumerT, failing: Mapping[str, str]) -> DependencyS
     return DependencyStatus(ok=True, detail=held)
 
 
-def model_status(models: LoadedModels) -> DependencyStatus:
+def model_status(models: LoadedModels, latest: str | None = None) -> DependencyStatus:
+    """The models served; ``latest``: what the registry's pointer names now."""
+    pointer = "" if latest is None else f" (registry latest: {latest})"
     if models.ab_test is None:
-        return DependencyStatus(ok=True, detail=f"version {models.recommender.model_version}")
+        served = f"version {models.recommender.model_version}"
+        return DependencyStatus(ok=True, detail=served + pointer)
     shares = ", ".join(f"{name}={v}" for name, v in models.ab_test.versions.items())
-    return DependencyStatus(ok=True, detail=f"A/B test: {shares}")
+    return DependencyStatus(ok=True, detail=f"A/B test: {shares}{pointer}")
 
 
 def add_views(app: faust.App, runtime: WorkerRuntime) -> None:
