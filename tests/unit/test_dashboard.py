@@ -152,3 +152,15 @@ def test_prometheus_scrapes_the_worker_and_the_api_on_their_settings_ports() -> 
     assert f"api:{defaults.api_port}" in targets
     for job in config["scrape_configs"]:
         assert job.get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_the_online_outcomes_are_shown_per_variant_and_model_version(
+    overview: dict[str, Any],
+) -> None:
+    exprs = dashboard_exprs(overview)
+    for metric in ("nowplaying_attributed_plays_total", "nowplaying_exposures_total"):
+        grouped = [grouping_labels(e) for e in exprs if metric in metric_names(e)]
+        assert any({"variant", "model_version"} <= g for g in grouped), metric
+    skip = [e for e in exprs if "nowplaying_attributed_plays_total" in e and "skip" in e]
+    assert any({"variant", "hit"} <= grouping_labels(e) for e in skip)  # recommended vs other
+    assert any("nowplaying_model_reloads_total" in metric_names(e) for e in exprs)
