@@ -130,12 +130,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if len(experiment.variants) > 1 and not args.no_sequential:
         data["listeners_needed_p_below_0.01"] = sessions_needed(experiment, outcomes)
     if args.aa_salts:
-        hits, tests, p_values = aa_false_positive_rate(outcomes, salts_for("aa", args.aa_salts))
+        sim = aa_false_positive_rate(outcomes, salts_for("aa", args.aa_salts))
+        tests = len(sim.p_values)
         data["aa_simulation"] = {
             "salts": tests,
-            "significant_at_0.05": hits,
-            "false_positive_rate": hits / tests,
-            "p_values": p_values,
+            "significant_at_0.05": sim.false_positives(),
+            "false_positive_rate": sim.false_positives() / tests,
+            "exposure_level_significant_at_0.05": sim.exposure_level_false_positives(),
+            "p_values": sim.p_values,
         }
     data["note"] = REPLAY_NOTE
     out: Path = args.out
@@ -212,7 +214,9 @@ def render(r: Readout, data: dict[str, Any]) -> str:
         lines.append(
             f"A/A simulation: the listeners re-split 50/50 with {a['salts']} salts over the same "
             f"outcomes; {a['significant_at_0.05']} significant at 0.05 "
-            f"(false-positive rate {a['false_positive_rate']:.1%})."
+            f"(false-positive rate {a['false_positive_rate']:.1%}; the exposure-level z-test, "
+            f"which ignores that a listener's exposures are alike, would have flagged "
+            f"{a['exposure_level_significant_at_0.05']})."
         )
     lines += [f"Note: {n}" for n in r.notes]
     return "\n".join(lines) + "\n"

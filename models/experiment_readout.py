@@ -311,21 +311,39 @@ def sessions_needed(
     return reached
 
 
+@dataclass(frozen=True, slots=True)
+class AASimulation:
+    """Offline A/A tests: the listener-clustered p-values and, for contrast, the exposure-level
+    ones (which treat a listener's exposures as independent)."""
+
+    p_values: list[float]
+    exposure_level_p_values: list[float]
+
+    def false_positives(self, alpha: float = ALPHA) -> int:
+        return sum(p < alpha for p in self.p_values)
+
+    def exposure_level_false_positives(self, alpha: float = ALPHA) -> int:
+        return sum(p < alpha for p in self.exposure_level_p_values)
+
+
 def aa_false_positive_rate(
-    outcomes: Sequence[OutcomeMessage], salts: Sequence[str], alpha: float = ALPHA
-) -> tuple[int, int, list[float]]:
+    outcomes: Sequence[OutcomeMessage], salts: Sequence[str]
+) -> AASimulation:
     """Re-randomise the listeners of ``outcomes`` into two equal arms with each salt and test
-    the hit rate: (significant, tests, p-values). Offline A/A over the same logged outcomes."""
+    the hit rate. Offline A/A over the same logged outcomes."""
     unique, _ = dedupe(outcomes)
     per_user = per_listener(o.model_copy(update={"variant": None}) for o in unique)[""]
-    p_values = []
+    clustered, exposure_level = [], []
     for salt in salts:
         arms: list[dict[str, ListenerCounts]] = [{}, {}]
         for user, counts in per_user.items():
             arms[_arm(user, salt)][user] = counts
         a, b = rates_of(arms[0])[PRIMARY], rates_of(arms[1])[PRIMARY]
-        p_values.append(clustered_z_test(a, b).p_value)
-    return sum(p < alpha for p in p_values), len(p_values), p_values
+        clustered.append(clustered_z_test(a, b).p_value)
+        ka, na = (sum(c.hits for c in arms[0].values()), sum(c.exposures for c in arms[0].values()))
+        kb, nb = (sum(c.hits for c in arms[1].values()), sum(c.exposures for c in arms[1].values()))
+        exposure_level.append(two_proportion_z_test(ka, na, kb, nb).p_value)
+    return AASimulation(clustered, exposure_level)
 
 
 def _arm(user: str, salt: str) -> int:

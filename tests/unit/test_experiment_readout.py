@@ -70,6 +70,6 @@ def test_the_offline_aa_false_positive_rate_is_near_alpha() -> None:
     exp = experiment_from("control=a:1", "x")
     assert exp is not None
     outcomes = sample_outcomes(exp, {"control": 0.5}, listeners=1000, per_listener=3)
-    significant, tests, p_values = aa_false_positive_rate(outcomes, salts_for("t", 400))
-    assert tests == 400 and len(p_values) == 400
-    assert significant / tests == pytest.approx(0.05, abs=0.035)
+    sim = aa_false_positive_rate(outcomes, salts_for("t", 400))
+    assert len(sim.p_values) == len(sim.exposure_level_p_values) == 400
+    assert sim.false_positives() / 400 == pytest.approx(0.05, abs=0.035)
