@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from models.datasets import synthetic_sessions
+from models.experiments import experiment_from
 from models.labelled_sessions import session_events
 from models.registry import publish_version
-from models.variants_file import VariantsSpec, write_variants_file
+from models.variants_file import VariantsSpec, clear_variants_file, write_variants_file
 from models.version_check import PARITY_FILE
 from nowplaying.events import PlayEvent, RecommendationMessage, TrackStart
 from nowplaying.settings import Settings
@@ -215,3 +216,37 @@ def test_bad_versions_are_refused_and_the_old_model_keeps_serving(
     assert swapped == 0
     for version in bad.values():
         assert "model reload refused" in log and version in log
+
+
+def test_an_ab_test_started_and_ended_live_through_the_variants_file(
+    settings_factory: SettingsFactory, free_tcp_port: Callable[[], int], tmp_path: Path
+) -> None:
+    registry, first, second = private_registry(tmp_path)
+    settings = worker_settings(settings_factory, free_tcp_port, registry)
+    spec = VariantsSpec(f"control={first}:50,treatment={second}:50", "live-1")
+    experiment = experiment_from(spec.spec, spec.salt)
+    assert experiment is not None
+    versions = {"control": first, "treatment": second}
+    with (
+        WorkerProcess(settings, tmp_path / "worker.log") as worker,
+        TopicReader(settings, settings.topic_recommendations) as recs,
+    ):
+        write_variants_file(registry, spec)
+        deadline = time.monotonic() + SWITCH_LIMIT_SECONDS
+        while readiness_document(*worker.get("/readyz")).variants != versions:
+            assert time.monotonic() < deadline, worker.log_tail()
+            time.sleep(0.1)
+        sent, _ = produce(settings, events_of(40, 7, "ab"))
+        recs.read_until(triggers_at_least(len(starts(sent))), timeout=60)
+        info = [line for line in worker.metrics().splitlines() if "nowplaying_model_info{" in line]
+        clear_variants_file(registry)
+        deadline = time.monotonic() + SWITCH_LIMIT_SECONDS
+        while readiness_document(*worker.get("/readyz")).variants is not None:
+            assert time.monotonic() < deadline, worker.log_tail()
+            time.sleep(0.1)
+    lists = [m for _, _, m in lists_of(recs.records)]
+    for m in lists:
+        assert m.variant == experiment.assign(m.user_id)
+        assert m.model_version == versions[m.variant]
+    assert {m.variant for m in lists} == {"control", "treatment"}
+    assert any("live-1" in line and f"treatment={second}" in line for line in info), info
