@@ -22,12 +22,10 @@ from typing import Any
 from models.experiment_readout import (
     METRICS,
     Readout,
-    aa_false_positive_rate,
     readout,
-    salts_for,
-    sessions_needed,
     to_json,
 )
+from models.experiment_resampling import aa_false_positive_rate, salts_for, sessions_needed
 from models.experiments import Experiment, experiment_from
 from models.variants_file import read_variants_file
 from nowplaying.clients import kafka_python_security_kwargs

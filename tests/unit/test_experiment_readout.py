@@ -5,12 +5,10 @@ from __future__ import annotations
 import pytest
 
 from models.experiment_readout import (
-    aa_false_positive_rate,
     readout,
-    salts_for,
-    sessions_needed,
     to_json,
 )
+from models.experiment_resampling import aa_false_positive_rate, salts_for, sessions_needed
 from models.experiments import experiment_from
 from tests.support.outcome_samples import sample_outcomes
 
