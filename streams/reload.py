@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from features.store import Claim, TopicPartition
-from models.experiments import Experiment, ExperimentError, Variant, experiment_from
+from models.experiments import Experiment, Variant, experiment_from
 from models.recommender import Recommender
 from models.registry import LATEST, latest_version
 from models.variants_file import read_variants_file
@@ -148,9 +148,14 @@ class ModelWatcher:
         async with self._lock:
             try:
                 target = target_of(self._settings, self._settings.model_dir)
-            except (ExperimentError, VersionRefusedError) as exc:
-                return self._refuse(str(exc), "invalid_spec", str(exc))
-            if target in (self._serving, self._refused):
+            except VersionRefusedError as exc:  # no 'latest' pointer
+                return self._refuse(exc.reason, exc.kind, exc.reason)
+            except Exception as exc:  # a bad spec, an unreadable file: never fail the caller
+                return self._refuse(str(exc), "invalid_spec", f"{type(exc).__name__}: {exc}")
+            if target == self._serving:
+                self._refused = None  # a refused target named again later is tried again
+                return False
+            if target == self._refused:
                 return False
             loaded = self._loaded_by_version()
             todo = sorted(target.versions - set(loaded))
