@@ -290,7 +290,9 @@ def test_worker_serves_the_model_from_nowplaying_train_and_reports_readiness(
         ready = readiness_document(*worker.get("/readyz"))
         assert ready.ready and ready.model_version == version and ready.variants is None
         assert set(ready.dependencies) == {"redis", "kafka", "model"}
-        assert ready.dependencies["model"].detail == f"version {version}"
+        assert (
+            ready.dependencies["model"].detail == f"version {version} (registry latest: {version})"
+        )
         assert f'version="{version}"' in worker.metrics()
         redis.stop(save=True)
         ready = readiness_document(*worker.get("/readyz"))
