@@ -31,6 +31,7 @@ def run_settings(settings: Settings, name: str) -> Settings:
             "topic_play_events": f"{run}-play",
             "topic_recommendations": f"{run}-recs",
             "topic_dead_letters": f"{run}-dlq",
+            "topic_outcomes": f"{run}-outcomes",
             "consumer_group": f"{run}-group",
             "redis_key_prefix": run,
             "worker_metrics_port": free_port(),
@@ -46,6 +47,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "topic_play_events": settings.topic_play_events,
         "topic_recommendations": settings.topic_recommendations,
         "topic_dead_letters": settings.topic_dead_letters,
+        "topic_outcomes": settings.topic_outcomes,
         "consumer_group": settings.consumer_group,
         "redis_url": settings.redis_url,
         "redis_key_prefix": settings.redis_key_prefix,
@@ -68,11 +70,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def run_topics(settings: Settings) -> list[str]:
-    return [settings.topic_play_events, settings.topic_recommendations, settings.topic_dead_letters]
+    return [
+        settings.topic_play_events,
+        settings.topic_recommendations,
+        settings.topic_dead_letters,
+        settings.topic_outcomes,
+    ]
 
 
 async def create_topics(settings: Settings) -> None:
-    """This run's three topics, with the project's partition count."""
+    """This run's topics, with the project's partition count."""
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:

@@ -18,19 +18,10 @@ from typing import Any, Final, Protocol
 
 from features.attribution import AttributionState, dump_state, load_state
 from features.store.base import as_text
+from features.store.scripts import AnyPipeline, ScriptCaller, lua_script, queue_script
 from nowplaying.keys import Keys
 
-SAVE_SCRIPT: Final = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local d = cjson.decode(cur)
-  if d['tag'] == ARGV[1] and tonumber(d['offset']) >= tonumber(ARGV[2]) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
-for i = 5, #ARGV, 2 do redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) end
-if #ARGV >= 5 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
-return 1
-"""
+SAVE_ATTRIBUTION: Final = lua_script("save_attribution.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +50,14 @@ class AttributionStore(Protocol):
 
 
 class RedisAttributionStore:
-    """The store on a ``redis.asyncio`` client (single server; bytes or text replies)."""
+    """The store on a ``redis.asyncio`` client, one server or a cluster (each call stays in its
+    session's slot; bytes or text replies)."""
 
     def __init__(self, redis: Any, keys: Keys, ttl_seconds: int) -> None:
         self._redis = redis
         self._keys = keys
         self._ttl = ttl_seconds
-        self._save = redis.register_script(SAVE_SCRIPT)
+        self._scripts = ScriptCaller(redis, [SAVE_ATTRIBUTION])
 
     async def load(self, session_ids: Sequence[str]) -> dict[str, AttributionState]:
         if not session_ids:
@@ -95,14 +87,16 @@ class RedisAttributionStore:
     async def save(self, updates: Sequence[SessionUpdate]) -> None:
         if not updates:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for u in updates:
-            args: list[Any] = [u.state.tag, u.state.offset, dump_state(u.state), self._ttl]
-            for eid, body in u.emitted.items():
-                args += [eid, body]
-            keys = [
-                self._keys.session_attribution(u.session_id),
-                self._keys.session_outcomes(u.session_id),
-            ]
-            await self._save(keys=keys, args=args, client=pipe)
-        await pipe.execute()
+
+        def build(pipe: AnyPipeline) -> None:
+            for u in updates:
+                args: list[Any] = [u.state.tag, u.state.offset, dump_state(u.state), self._ttl]
+                for eid, body in u.emitted.items():
+                    args += [eid, body]
+                keys = [
+                    self._keys.session_attribution(u.session_id),
+                    self._keys.session_outcomes(u.session_id),
+                ]
+                queue_script(pipe, SAVE_ATTRIBUTION, keys, *args)
+
+        await self._scripts.run_pipeline(build, raise_on_error=True)

@@ -28,6 +28,7 @@ from tests.support.api_server import running_api, shared_small_model
 from tests.support.api_tokens import API_TOKENS, READER
 from tests.support.cluster import RedisClusterProcesses, free_cluster_ports
 from tests.support.faults import assert_healthy, print_counts, starts_of, triggers_of
+from tests.support.outcomes import check_outcomes
 from tests.support.pipeline import (
     TopicReader,
     WorkerProcess,
@@ -77,8 +78,11 @@ def test_replay_against_a_3_master_redis_cluster(
             recs.read_until(lambda rs: starts_of(sent) <= triggers_of(rs), timeout=120)
         with TopicReader(settings, settings.topic_dead_letters) as dlq:
             dead = dlq.read_all(timeout=5)
+        with TopicReader(settings, settings.topic_outcomes) as outs:
+            outs.read_all(timeout=10)
         assert_healthy(worker)
     report = check_invariant(settings, sent, [], recs.records, dead)
+    assert check_outcomes(sent, recs.records, outs.records)  # attribution in the sessions' slots
 
     keys = Keys(settings.redis_key_prefix)
     session_ids = sorted({e.session_id for e in sent})
@@ -91,6 +95,8 @@ def test_replay_against_a_3_master_redis_cluster(
                 keys.session_seen(sid),
                 keys.session_state(sid),
                 keys.session_recs(sid),
+                keys.session_attribution(sid),
+                keys.session_outcomes(sid),
             )
         }
         for sid in session_ids
