@@ -60,6 +60,7 @@ def test_topics_are_created_with_partitions_and_retention(unique_settings: Setti
         unique_settings.topic_play_events,
         unique_settings.topic_recommendations,
         unique_settings.topic_dead_letters,
+        unique_settings.topic_outcomes,
     ):
         assert described[name]["error_code"] == 0
         assert len(described[name]["partitions"]) == unique_settings.topic_partitions
@@ -92,8 +93,8 @@ def test_topics_command_creates_then_finds(
         admin = kafka_admin(settings)
         admin.delete_topics(list(topic_specs(settings)), raise_errors=False)
         admin.close()
-    assert first.count("created") == 3
-    assert second.count("exists") == 3
+    assert first.count("created") == 4
+    assert second.count("exists") == 4
 
 
 def test_produce_and_consume_round_trip(unique_settings: Settings) -> None:
