@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(runner="models.manage:run")
 
     p = sub.add_parser("experiment", help="read out an A/B test from the outcome topic")
+    p.set_defaults(runner="models.experiment_cli:run")
     exp_actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     report = exp_actions.add_parser("report", help="report.md, metrics.json and a chart")
     window = report.add_mutually_exclusive_group()
