@@ -31,8 +31,9 @@ class Backlog(Generic[P]):
     """Records the consumer knows of but has not handed to the batcher yet, over the partitions
     it handed records of: per partition, its high watermark minus the offset after the last
     record handed over. ``highwater`` gives a partition's high watermark as the consumer last saw
-    it (the offset the next record written there gets), None when unknown; it may raise for a
-    partition no longer assigned (Faust's consumer asserts)."""
+    it (the offset the next record written there gets), None when unknown; when it raises (a
+    partition no longer assigned: Faust's consumer asserts; a consumer not running), the
+    partition counts as not behind."""
 
     def __init__(self, highwater: Callable[[P], int | None]) -> None:
         self._highwater = highwater
@@ -62,7 +63,7 @@ class Backlog(Generic[P]):
     def _lag_of(self, partition: P, offset: int) -> int | None:
         try:
             highwater = self._highwater(partition)
-        except (AssertionError, KeyError, RuntimeError):  # not assigned (any more), not started
+        except Exception:  # advisory only: not assigned (any more), consumer stopped, ...
             return None
         return None if highwater is None else max(0, highwater - offset - 1)
 
