@@ -131,13 +131,9 @@ class Settings(BaseSettings):
     batch_within_seconds: float = Field(
         0.01,
         ge=0,
-        description="Under load, how long to wait to fill a batch (0: never; a batch is then "
-        "what arrived while the last one was processed).",
-    )
-    batch_linger_after_events: int = Field(
-        4,
-        ge=1,
-        description="Under load means: the last batch held at least this many events.",
+        description="While the worker is behind (its consumer has fetched more records than "
+        "reached the batch), how long at most to wait for them to fill a batch (0: never; a "
+        "batch is then what arrived while the last one was processed).",
     )
     max_event_bytes: int = Field(16384, ge=256, description="Larger messages are dead-lettered.")
     max_clock_skew_seconds: int = Field(

@@ -3,11 +3,12 @@
 The agent puts every event of the stream into a :class:`streams.batching.Batcher`, holding its
 offset (:class:`streams.offsets.HeldOffsets`); a processing loop, started by the agent, takes
 micro-batches from it (everything that arrived while the last batch was processed, at most
-``settings.batch_max_events``) and starts each in the pipeline. A started batch's Redis effects
-are durable; its Kafka acknowledgements are awaited in a task of its own while the next batch is
-processed, at most :data:`MAX_BATCHES_AWAITING_ACKS` at a time, and only then are its offsets
-released. No timer: an idle worker takes an event the moment it arrives, a busy one takes
-bigger batches.
+``settings.batch_max_events``; while the consumer has fetched more than reached the buffer, it
+lingers for them, see :mod:`streams.batching`) and starts each in the pipeline. A started
+batch's Redis effects are durable; its Kafka acknowledgements are awaited in a task of its own
+while the next batch is processed, at most :data:`MAX_BATCHES_AWAITING_ACKS` at a time, and only
+then are its offsets released. No timer: an idle worker takes an event the moment it arrives, a
+busy one takes bigger batches.
 
 With the worker's :class:`streams.ownership.Ownership`, every event first passes its gap guard:
 a message past a hole in its partition's offsets is not processed (nor held: the stream acks it)
@@ -28,7 +29,7 @@ from faust.types import TP, ConsumerT, EventT
 from faust.types.tuples import Message
 
 from nowplaying.settings import Settings
-from streams.batching import Batcher
+from streams.batching import Backlog, Batcher
 from streams.instrumentation import CountingSensor, PipelineSensor
 from streams.offsets import HeldOffsets
 from streams.ownership import (
@@ -87,17 +88,18 @@ class BatchLoop:
         """The agent's body: hold and buffer every event of the stream; a processing loop
         (started here, stopped with the agent) takes the batches."""
         s = self._settings
+        backlog: Backlog[TP] = Backlog(consumer.highwater)
         batcher: Batcher[EventT[bytes]] = Batcher(
-            s.batch_max_events,
-            linger_seconds=s.batch_within_seconds,
-            linger_after=s.batch_linger_after_events,
+            s.batch_max_events, linger_seconds=s.batch_within_seconds, backlog=backlog
         )
         processor = asyncio.ensure_future(self._process_batches(batcher, consumer))
         try:
             async for event in events:
-                if not await self._admit(event.message, consumer):
+                message = event.message
+                if not await self._admit(message, consumer):
                     continue
-                self._offsets.hold(event.message)
+                self._offsets.hold(message)
+                backlog.note(message.tp, message.offset)
                 await batcher.put(event)
                 if processor.done():  # it never returns; an exception is a bug: surface it
                     processor.result()

@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
+import uvloop
 from faust.streams import Stream
 from faust.types import TP
 
 from models.experiments import ExperimentError
 from nowplaying.clients import faust_broker_credentials, faust_broker_urls
 from nowplaying.settings import Settings
-from streams.faust_kafka import use_idempotent_producer
+from streams.faust_kafka import use_worker_transport
 from streams.lag import add_lag_timer
 from streams.loading import load_models
 from streams.ownership import take_over
@@ -67,7 +68,7 @@ def faust_app(settings: Settings, datadir: Path) -> faust.App:
         web_host=settings.worker_metrics_host,
         web_stats_enabled=False,
     )
-    use_idempotent_producer(app)
+    use_worker_transport(app)
     return app
 
 
@@ -117,6 +118,16 @@ def wire_ownership(app: faust.App, runtime: WorkerRuntime) -> None:
     app.on_partitions_revoked.connect(forget)
 
 
+def worker_event_loop() -> asyncio.AbstractEventLoop:
+    """The worker's event loop: uvloop's. Its policy is installed for the whole process, so the
+    thread Faust runs its Kafka consumer in (mode's ``ServiceThread`` makes a new loop) gets a
+    uvloop loop too."""
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
 def _free_port(settings: Settings) -> int:
     with socket.socket() as sock:
         sock.bind((settings.worker_metrics_host, 0))
@@ -143,8 +154,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         settings.worker_metrics_host,
         settings.worker_metrics_port,
     )
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = worker_event_loop()
     with tempfile.TemporaryDirectory(prefix="nowplaying-faust-") as datadir:
         app = faust_app(settings, Path(datadir))
         wire(app, start_runtime(settings, models, app))

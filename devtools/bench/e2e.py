@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from devtools.bench.isolation import (
     create_topics,
     delete_redis_keys,
     delete_topics,
+    free_port,
     run_settings,
     settings_env,
 )
@@ -54,12 +56,19 @@ class Impl:
     command: tuple[str, ...]
     answers_starts_only: bool  # True: one answer per track start; False: one per event
     has_metrics: bool = False  # serves the worker's /metrics on worker_metrics_port
+    #: Processes in one consumer group, each pinned to a core of its own (the first to the
+    #: benchmark core); CPU and RSS are their sums.
+    processes: int = 1
 
 
 WORKER = Impl(
     "worker", (procs.nowplaying_exe(), "worker"), answers_starts_only=True, has_metrics=True
 )
 NAIVE = Impl("naive", (sys.executable, "-m", "devtools.bench.naive"), answers_starts_only=True)
+#: Two workers on two cores (the scaling figure): the harness shares the second core.
+WORKER_PAIR = Impl(
+    "2 workers", (procs.nowplaying_exe(), "worker"), answers_starts_only=True, processes=2
+)
 PASSTHROUGH = Impl(
     "passthrough", (sys.executable, "-m", "devtools.bench.passthrough"), answers_starts_only=False
 )
@@ -98,6 +107,10 @@ class _Running:
     producer: AIOKafkaProducer
     reader: AnswerReader
     config: RunConfig
+    others: tuple[procs.Child, ...] = ()  # the group's other processes
+
+    def alive(self) -> bool:
+        return self.child.alive() and all(c.alive() for c in self.others)
 
 
 def step_result(
@@ -171,21 +184,26 @@ async def run_impl(
     on_running: Callable[[int, Step], None] | None = None,
 ) -> list[E2EResult]:
     """Start ``impl`` pinned to one core on fresh topics, warm it up, then run each step."""
-    s = run_settings(settings, impl.name)
+    s = run_settings(settings, impl.name.replace(" ", "-"))
     await create_topics(s)
-    child = procs.start(
-        impl.command,
-        cpu=BENCH_CPU,
-        env={**settings_env(s), **procs.repository_env()},
-        log_path=log_dir / f"{impl.name}.log",
-    )
+    children = [
+        procs.start(
+            impl.command,
+            cpu=core,
+            env={**settings_env(own), **procs.repository_env()},
+            log_path=log_dir / f"{impl.name.replace(' ', '-')}{'' if k == 0 else k}.log",
+        )
+        for k, (core, own) in enumerate(_group(s, impl.processes))
+    ]
+    child = children[0]
     results: list[E2EResult] = []
     producer = producer_for(s, linger_ms=0)
     reader = AnswerReader(s, s.topic_recommendations)
     try:
         await producer.start()
         await reader.start()
-        running = _Running(s, impl, child, producer, reader, config)
+        running = _Running(s, impl, child, producer, reader, config, tuple(children[1:]))
+        alive = running.alive
         await _warm_up(running, sessions)
         offset = config.warmup_events
         saturated_at: float | None = None
@@ -213,21 +231,34 @@ async def run_impl(
             results.append(result)
             if on_step is not None:
                 on_step(result)
-            if not child.alive():
+            if not alive():
                 raise BenchError(f"{impl.name} exited:\n{child.log_tail()}")
             if not result.kept_up and step.rate is not None:
                 saturated_at = step.rate
             # Let a backlog drain before the next step, so it does not count twice.
             await reader.collect_until(
-                _wanted(impl, events), timeout_s=config.settle_timeout_s, alive=child.alive
+                _wanted(impl, events), timeout_s=config.settle_timeout_s, alive=alive
             )
     finally:
         await reader.stop()
         await producer.stop()
-        child.stop()
+        for one in children:
+            one.stop()
         await delete_topics(s)
         await asyncio.to_thread(delete_redis_keys, s)
     return results
+
+
+def _group(s: Settings, processes: int) -> list[tuple[int, Settings]]:
+    """Each process's core and settings: the benchmark core first, then the others; ports of
+    their own (the first keeps the run's)."""
+    cpus = os.cpu_count() or 1
+    cores = [BENCH_CPU, *(c for c in range(cpus) if c != BENCH_CPU)]
+    out = [(cores[0] if cores[0] < cpus else 0, s)]
+    for k in range(1, processes):
+        ports = {"worker_metrics_port": free_port(), "worker_web_port": free_port()}
+        out.append((cores[k % len(cores)], s.model_copy(update=ports)))
+    return out
 
 
 async def _warm_up(run: _Running, sessions: Sequence[Session]) -> None:
@@ -239,13 +270,13 @@ async def _warm_up(run: _Running, sessions: Sequence[Session]) -> None:
         wanted,
         timeout_s=config.startup_timeout_s,
         idle_s=config.startup_timeout_s,
-        alive=child.alive,
+        alive=run.alive,
     )
     got = {a.event_id for a in reader.answers} & wanted
     if len(got) < 0.99 * len(wanted):
         raise BenchError(
             f"{run.impl.name}: {len(got)} of {len(wanted)} warm-up answers "
-            f"(alive={child.alive()}):\n{child.log_tail()}"
+            f"(alive={run.alive()}):\n{child.log_tail()}"
         )
 
 
@@ -253,11 +284,10 @@ async def _run_step(run: _Running, step: Step, events: list[Prepared]) -> E2ERes
     impl, reader, child = run.impl, run.reader, run.child
     port = run.s.worker_metrics_port
     before = scrape_metrics(port, WORKER_METRICS) if impl.has_metrics else {}
-    with procs.Sampler(child.pid, run.config.sample_interval_s) as sampler:
+    others = [c.pid for c in run.others]
+    with procs.Sampler(child.pid, run.config.sample_interval_s, others=others) as sampler:
         collecting = asyncio.create_task(
-            reader.collect_until(
-                _wanted(impl, events), timeout_s=1e9, idle_s=1e9, alive=child.alive
-            )
+            reader.collect_until(_wanted(impl, events), timeout_s=1e9, idle_s=1e9, alive=run.alive)
         )
         produced = await produce_at_rate(run.producer, run.s.topic_play_events, events, step.rate)
         with contextlib.suppress(TimeoutError):

@@ -59,7 +59,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "top_k": str(settings.top_k),
         "batch_max_events": str(settings.batch_max_events),
         "batch_within_seconds": str(settings.batch_within_seconds),
-        "batch_linger_after_events": str(settings.batch_linger_after_events),
         "ort_intra_op_threads": str(settings.ort_intra_op_threads),
         "session_cache_sessions": str(settings.session_cache_sessions),
         "log_level": "WARNING",

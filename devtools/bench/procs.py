@@ -60,10 +60,12 @@ def sample(pid: int) -> ProcSample | None:
 
 
 class Sampler:
-    """Samples a process every ``interval`` seconds on a background thread."""
+    """Samples a process every ``interval`` seconds on a background thread; with ``others``,
+    each sample is the sum (CPU time, RSS) over ``pid`` and them."""
 
-    def __init__(self, pid: int, interval: float = 0.5) -> None:
+    def __init__(self, pid: int, interval: float = 0.5, *, others: Sequence[int] = ()) -> None:
         self.pid = pid
+        self.others = tuple(others)
         self.interval = interval
         self.samples: list[ProcSample] = []
         self._stop = threading.Event()
@@ -81,6 +83,11 @@ class Sampler:
 
     def take(self) -> ProcSample | None:
         s = sample(self.pid)
+        for pid in self.others:
+            o = sample(pid)
+            if s is None or o is None:
+                return None
+            s = ProcSample(s.at, s.cpu_s + o.cpu_s, s.rss_mb + o.rss_mb)
         if s is not None:
             self.samples.append(s)
         return s

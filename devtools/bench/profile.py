@@ -66,8 +66,17 @@ def summarise(collapsed: Iterable[str], top: int = 15) -> list[FunctionShare]:
 
 #: Where the worker's CPU goes: a sample belongs to the first rule matching its innermost
 #: frame that any rule matches (so numpy under ``rows_for`` counts as features).
+#: uvloop's loop is C code: a sample inside it (polling, or its own I/O) shows the Python frame
+#: that ran the loop as its innermost one (the main thread's worker, the consumer's thread).
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("event loops polling sockets (select)", ("EpollSelector.select",)),
+    (
+        "event loops polling sockets (select)",
+        (
+            "EpollSelector.select",
+            "Worker.execute_from_commandline (mode/worker.py",
+            "ServiceThread._start_thread (mode/threads.py",
+        ),
+    ),
     ("ranker: onnxruntime call", ("onnxruntime/",)),
     ("Redis: feature store round trips", ("features/store/", "redis/")),
     ("features: context, candidates, rows, top-k", ("models/recommender.py", "features/")),

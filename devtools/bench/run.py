@@ -74,6 +74,7 @@ class Plan:
     passthrough: tuple[e2e.Step, ...]
     worker: tuple[e2e.Step, ...]
     naive: tuple[e2e.Step, ...]
+    pair: tuple[e2e.Step, ...]  # two workers, two cores: the scaling figure
     profile_seconds: float  # 0: no profile
     warmup_events: int
 
@@ -87,9 +88,12 @@ def plan_for(suite: str, quick: bool, rss_rate: float = 0.0) -> Plan:
         tiny = (e2e.Step(200.0, 200), e2e.Step(None, 500))
         return Plan(
             stages=suite in {"stages", "all"},
-            passthrough=tiny if suite in {"e2e", "all"} else (),
+            # The passthrough spends ~0.03 ms of CPU per event at max rate: 5,000 events make
+            # enough clock ticks of CPU time to measure.
+            passthrough=(tiny[0], e2e.Step(None, 5000)) if suite in {"e2e", "all"} else (),
             worker=tiny if suite in {"e2e", "all", "rss"} else (),
             naive=(e2e.Step(50.0, 50), e2e.Step(None, 100)) if suite in {"e2e", "all"} else (),
+            pair=(e2e.Step(None, 500),) if suite in {"e2e", "all"} else (),
             profile_seconds=3.0 if suite in {"all", "profile"} else 0.0,
             warmup_events=100,
         )
@@ -117,6 +121,7 @@ def plan_for(suite: str, quick: bool, rss_rate: float = 0.0) -> Plan:
         else (),
         worker=worker,
         naive=(*fixed(NAIVE_RATES, STEP_SECONDS), e2e.Step(None, 10_000)) if e2e_on else (),
+        pair=(e2e.Step(None, MAX_EVENTS),) if e2e_on else (),
         profile_seconds=20.0 if suite in {"all", "profile"} else 0.0,
         warmup_events=2000,
     )
@@ -172,7 +177,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     else:
         with on_bench_core():  # the inference-only limit, for the targets
             ranker.ranker_stage(settings, version_dir, states, report, quick)
-    if plan.passthrough or plan.worker or plan.naive:
+    if plan.passthrough or plan.worker or plan.naive or plan.pair:
         asyncio.run(run_e2e(settings, plan, report, out, quick=quick))
     report.load_after = load_average()
     report.finished_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -198,6 +203,7 @@ async def _run_e2e(settings: Settings, plan: Plan, report: Report, out: Path, qu
         (e2e.PASSTHROUGH, plan.passthrough),
         (e2e.WORKER, plan.worker),
         (e2e.NAIVE, plan.naive),
+        (e2e.WORKER_PAIR, plan.pair),
     ):
         if not steps:
             continue

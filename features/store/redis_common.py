@@ -9,10 +9,11 @@ how a batch of events and a batch of results reach Redis (:meth:`RedisStore._app
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
+
+import orjson
 
 from features.session import SessionState, state_summary
 from features.session_cache import SessionCache
@@ -167,5 +168,6 @@ def stamp_args(stamp: Stamp | None) -> list[Any]:
 
 
 def state_json(state: SessionState | None) -> str:
-    """The stored form of a session's state; ``""`` (store nothing) when there is none."""
-    return json.dumps(state_summary(state)) if state else ""
+    """The stored form of a session's state (compact JSON, by orjson); ``""`` (store nothing)
+    when there is none."""
+    return orjson.dumps(state_summary(state)).decode() if state else ""

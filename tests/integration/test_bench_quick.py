@@ -47,13 +47,14 @@ def test_quick_bench_writes_results(kafka_bootstrap: str, redis_url: str, tmp_pa
     assert {"inference-only limit", "aiokafka passthrough"} <= limits
 
     runs = {(r["impl"], r["offered_rate"]): r for r in data["e2e"]}
-    for impl in ("passthrough", "worker", "naive"):
+    for impl in ("passthrough", "worker", "naive", "2 workers"):
         at_max = runs[(impl, None)]
         assert at_max["answered"] == at_max["produced"], impl
         assert at_max["sustained_eps"] > 0 and at_max["p99_ms"] is not None, impl
         assert at_max["cpu_ms_per_event"] > 0 and at_max["rss_mb_end"] > 10, impl
     assert runs[("worker", None)]["inference_share"] is not None
     assert data["targets"], "the targets are checked against the run"
+    assert "two workers" in {t["name"] for t in data["targets"]}
     assert data["quality"] and data["quality"][0]["ndcg_at_10"] is not None
     assert data["profile"], "py-spy sampled the worker"
 

@@ -46,6 +46,9 @@ class Consumer:
         self.acked.append(message.offset)
         return True
 
+    def highwater(self, tp: object) -> int | None:
+        return None  # never fetched: the batch loop never lingers
+
     async def seek(self, tp: TP, offset: int) -> None:
         self.calls.append(("seek", offset))
         self.sought.set()

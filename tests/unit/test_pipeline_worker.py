@@ -35,6 +35,9 @@ class Consumer:
         self.acked.append(message.offset)
         return True
 
+    def highwater(self, tp: object) -> int | None:
+        return None  # never fetched: the batch loop never lingers
+
 
 class Pipeline:
     def __init__(self, consumer: Consumer, gate: asyncio.Event | None = None) -> None:

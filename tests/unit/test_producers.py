@@ -14,7 +14,7 @@ import pytest
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from nowplaying.clients import kafka_producer
-from streams.faust_kafka import IdempotentProducer, use_idempotent_producer
+from streams.faust_kafka import IdempotentProducer, use_worker_transport
 from tests.support.settings import isolated_settings
 
 
@@ -45,7 +45,7 @@ def faust_producer_options(monkeypatch: pytest.MonkeyPatch, *, idempotent: bool)
     async def build() -> dict[str, Any]:
         app = faust.App("t-producer", broker="kafka://127.0.0.1:1", producer_acks=-1)
         if idempotent:
-            use_idempotent_producer(app)
+            use_worker_transport(app)
         assert isinstance(app.producer, aiokafka_driver.Producer)
         app.producer._new_producer()
         return dict(Recorder.options)
@@ -70,7 +70,7 @@ def test_faust_alone_would_not_be_idempotent(monkeypatch: pytest.MonkeyPatch) ->
 def test_the_idempotent_transport_makes_the_apps_producer() -> None:
     async def producer_type() -> type:
         app = faust.App("t-producer-type", broker="kafka://127.0.0.1:1")
-        use_idempotent_producer(app)
+        use_worker_transport(app)
         return type(app.producer)
 
     assert asyncio.run(producer_type()) is IdempotentProducer
