@@ -127,6 +127,8 @@ def wrong_types(draw: st.DrawFn) -> BadMessage:
     field = draw(st.sampled_from(required))
     current = event[field]
     choices = [v for v in _WRONG_VALUES if not _same_json(v, current)]
+    if field == "skipped":  # any boolean is a valid value here
+        choices = [v for v in choices if not isinstance(v, bool)]
     if field in {"event_id", "user_id", "session_id", "track_id"}:
         choices = [v for v in choices if not is_valid_id(v)]
         choices += ["new\nline", "nul\x00", "c1\x85", "del\x7f", "a" * 129, "\U0001f3b5" * 129]
