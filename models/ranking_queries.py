@@ -13,7 +13,7 @@ session log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -83,6 +83,7 @@ def training_data(
     seed: int,
     max_queries: int | None = None,
     per_session: int | None = None,
+    sequence: Callable[[Sequence[Query]], F32] | None = None,
 ) -> RankingData:
     """Rows for the queries whose next track can be recommended and has a positive gain.
 
@@ -91,7 +92,8 @@ def training_data(
     the positive. Queries whose next track is unknown to the artifacts, was already played in the
     session (never recommended), or was skipped early (gain 0: no ranking signal) are left out.
     ``per_session`` keeps at most that many of a session's queries (sampled, seeded);
-    ``max_queries`` stops after that many queries.
+    ``max_queries`` stops after that many queries. ``sequence`` gives the sequence model's
+    scores ``[len(chunk), artifacts.n_tracks]`` of a chunk of queries (None: no sequence model).
     """
     rng = np.random.default_rng(seed)
     parts_rows: list[F32] = []
@@ -103,7 +105,8 @@ def training_data(
     # stream worker runs; contexts are large, so only one chunk's are held).
     for start in range(0, len(eligible), _ROW_BATCH):
         chunk = eligible[start : start + _ROW_BATCH]
-        contexts = state_contexts([q.state for q in chunk], artifacts)
+        scores = sequence(chunk) if sequence is not None else None
+        contexts = state_contexts([q.state for q in chunk], artifacts, scores)
         generated = generate_candidates_many(contexts, artifacts, candidates)
         chunk_tracks: list[I32] = []
         for query, cands in zip(chunk, generated, strict=True):

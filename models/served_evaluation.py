@@ -48,6 +48,8 @@ from models.ranking_queries import Query, session_queries
 from models.recommender import Recommender
 
 SERVED: Final = "served"
+#: The version's sequence model alone: its top 10 over the catalogue, played tracks excluded.
+SEQUENCE: Final = "sequence"
 SUBSETS: Final = ("all", "non_repeat", "listened")
 #: The worker's default batch (NP_BATCH_MAX_EVENTS).
 DEFAULT_BATCH_STATES: Final = 200
@@ -118,6 +120,17 @@ def evaluate_served(
         cpu,
         0.0,
     )
+    baselines = [m.name for m in methods]
+    if recommender.sequence is not None:
+        ranks[SEQUENCE], cpu = _sequence_ranks(recommender, queries, batch_states)
+        results[SEQUENCE] = MethodResult(
+            "the sequence model alone (GRU over the recent plays and their outcomes): its top 10 "
+            "of the catalogue, played tracks excluded",
+            {},
+            cpu,
+            0.0,
+        )
+        baselines.append(SEQUENCE)
     for method in methods:
         started = time.process_time()
         scorer = method.fit(train, catalogue)
@@ -138,7 +151,7 @@ def evaluate_served(
         results[name].figures = {
             s: {m: e.to_json() for m, e in per_metric.items()} for s, per_metric in figures.items()
         }
-    best, comparison = _against_best(bootstrap, ranks, queries, [m.name for m in methods])
+    best, comparison = _against_best(bootstrap, ranks, queries, baselines)
     return ServedEvaluation(
         sessions=len(test),
         queries=len(queries.items),
@@ -201,6 +214,30 @@ def _served_ranks(
             )
         bar.update(len(batch))
     bar.close()
+    return found, _ms_per(elapsed, len(found))
+
+
+def _sequence_ranks(
+    recommender: Recommender, queries: _Queries, batch_states: int
+) -> tuple[I64, float]:
+    """Ranks of the next track in the sequence model's own top 10 (ties by track index)."""
+    assert recommender.sequence is not None
+    art = recommender.artifacts
+    found = np.zeros(len(queries.items), np.int64)
+    elapsed = 0.0
+    for start in range(0, len(found), batch_states):
+        batch = queries.items[start : start + batch_states]
+        began = time.process_time()
+        scores = recommender.sequence.scores([q.state for q in batch], art)
+        for b, query in enumerate(batch):
+            played = art.indices_of(sorted(query.state.played))
+            scores[b, played[played >= 0]] = -np.inf
+        part = np.argpartition(-scores, CUTOFF - 1, axis=1)[:, :CUTOFF]
+        for b, query in enumerate(batch):
+            top = part[b][np.lexsort((part[b], -scores[b, part[b]]))]
+            target = art.index.get(query.next_track, -1)
+            found[start + b] = _rank_in(top.astype(np.int64), target)
+        elapsed += time.process_time() - began
     return found, _ms_per(elapsed, len(found))
 
 
