@@ -69,7 +69,8 @@ class TrainConfig:
     leaves: int = 31
     learning_rate: float = 0.08
     min_child_samples: int = 50
-    negatives: int = 16  # sampled generator candidates per training query (besides the positive)
+    negatives: int = 20  # generator candidates per training query (besides the positive) ...
+    hard_negatives: int = 10  # ... of which the generator's first ones (the rest sampled)
     queries_per_session: int | None = 5  # sampled training queries per session (None: all)
     candidates: int = 200
     folds: int = 4  # out-of-fold artifacts for the training rows (1: no folds)

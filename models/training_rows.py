@@ -64,6 +64,7 @@ def out_of_fold_rows(
             seed=cfg.seed,
             per_session=cfg.queries_per_session,
             sequence=held_out_scores(sequence, serving, artifacts),
+            hard_negatives=cfg.hard_negatives,
         )
     workers = min(cfg.workers or os.cpu_count() or 1, cfg.folds)
     bar = tqdm(total=cfg.folds, desc="training rows", unit="fold", disable=not progress)
@@ -101,6 +102,7 @@ def _fold_rows(fold: int) -> RankingData:
         seed=cfg.seed + fold,
         per_session=cfg.queries_per_session,
         sequence=held_out_scores(sequence, serving, artifacts),
+        hard_negatives=cfg.hard_negatives,
     )
 
 

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many rounds without a better validation NDCG@10 (0: train all)",
     )
     p.add_argument(
-        "--negatives", type=int, default=16, help="sampled candidates per training query"
+        "--negatives", type=int, default=20, help="generator candidates per training query"
     )
     p.add_argument("--folds", type=int, default=4, help="out-of-fold artifact folds (1: none)")
     p.add_argument("--threads", type=int, default=1, help="LightGBM threads (0: all cores)")

@@ -72,6 +72,7 @@ def setup(request: pytest.FixtureRequest) -> tuple[list[Session], TrackArtifacts
         queries,
         artifacts,
         negatives=25,
+        hard_negatives=10,
         candidates=200,
         seed=3,
         sequence=None
