@@ -56,6 +56,8 @@ Params = dict[str, jax.Array]
 class TrainedSequenceModel:
     weights: SequenceWeights
     config: SequenceConfig
+    #: ids of the sessions it was trained on (it must not score them for the ranker's rows)
+    trained_on: frozenset[str] = frozenset()
     #: examples (target positions), rows, epochs, per-epoch mean loss, wall and CPU seconds
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -72,6 +74,12 @@ class TrainedSequenceModel:
             return np.zeros((0, self.n_tracks), np.float32)
         params = _params_of(self.weights)
         out = _last_scores(params, jnp.asarray(tracks), jnp.asarray(outcomes), jnp.asarray(lengths))
+        return np.asarray(out, dtype=np.float32)
+
+    def step_scores(self, tracks: I64, outcomes: I64) -> F32:
+        """Logits ``[B, L, n_tracks]`` after EVERY step (what training fits), JAX forward."""
+        params = _params_of(self.weights)
+        out = _step_scores(params, jnp.asarray(tracks), jnp.asarray(outcomes))
         return np.asarray(out, dtype=np.float32)
 
 
@@ -94,9 +102,9 @@ def train_sequence_model(
     schedule = optax.cosine_decay_schedule(
         cfg.learning_rate, steps_per_epoch * max(cfg.epochs, 1), alpha=0.1
     )
-    optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(schedule))
-    state = optimizer.init(params)
-    step = _make_step(optimizer)
+    state = _ADAM.init(params)
+    clip = jnp.float32(cfg.grad_clip)
+    done = 0
     losses: list[float] = []
     for _ in range(cfg.epochs if n_rows else 0):
         order = rng.permutation(n_rows)
@@ -105,7 +113,11 @@ def train_sequence_model(
             picked = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             batch = _batch(rows, weights, picked, min(cfg.batch_size, n_rows))
             tracks, outcomes = _noisy_inputs(batch[0], batch[1], cfg, rng)
-            params, state, loss = step(params, state, (tracks, outcomes, batch[2], batch[3]))
+            rate = jnp.float32(schedule(done))
+            params, state, loss = _step(
+                params, state, (tracks, outcomes, batch[2], batch[3]), rate, clip
+            )
+            done += 1
             w = float(batch[3].sum())
             total += float(loss) * w
             count += w
@@ -120,7 +132,8 @@ def train_sequence_model(
         "seed": seed,
         "config": cfg.to_json(),
     }
-    return TrainedSequenceModel(_weights_of(params), cfg, stats)
+    trained_on = frozenset(s.session_id for s in sessions)
+    return TrainedSequenceModel(_weights_of(params), cfg, trained_on, stats)
 
 
 def train_out_of_fold(
@@ -232,6 +245,11 @@ def _last_scores(
     return h @ params["out"] + params["ob"]
 
 
+@jax.jit
+def _step_scores(params: Params, tracks: jax.Array, outcomes: jax.Array) -> jax.Array:
+    return _hidden_states(params, tracks, outcomes) @ params["out"] + params["ob"]
+
+
 def _loss(
     params: Params,
     tracks: jax.Array,
@@ -246,18 +264,25 @@ def _loss(
     return (nll * weights).sum() / jnp.maximum(weights.sum(), 1e-9)
 
 
-def _make_step(optimizer: optax.GradientTransformation) -> Any:
-    @jax.jit
-    def step(
-        params: Params,
-        state: optax.OptState,
-        batch: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
-    ) -> tuple[Params, optax.OptState, jax.Array]:
-        loss, grads = jax.value_and_grad(_loss)(params, *batch)
-        updates, state = optimizer.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
+_ADAM = optax.scale_by_adam()
 
-    return step
+
+@jax.jit
+def _step(
+    params: Params,
+    state: optax.OptState,
+    batch: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
+    rate: jax.Array,
+    clip: jax.Array,
+) -> tuple[Params, optax.OptState, jax.Array]:
+    """One Adam step with global-norm clipping; the rate and the clip are traced, so one
+    compilation serves every training run of the same shapes."""
+    loss, grads = jax.value_and_grad(_loss)(params, *batch)
+    scale = jnp.minimum(1.0, clip / jnp.maximum(optax.tree.norm(grads), 1e-12))
+    grads = jax.tree_util.tree_map(lambda g: g * scale, grads)
+    updates, state = _ADAM.update(grads, state, params)
+    params = jax.tree_util.tree_map(lambda p, u: p - rate * u, params, updates)
+    return params, state, loss
 
 
 def _weights_of(params: Params) -> SequenceWeights:
