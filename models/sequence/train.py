@@ -19,6 +19,8 @@ The worker and the API never import this module (they run the exported ONNX grap
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ from models.sequence.graph import SequenceWeights, save_graph
 __all__ = [
     "SequenceConfig",
     "TrainedSequenceModel",
+    "forget_fitted_models",
     "train_out_of_fold",
     "train_sequence_model",
 ]
@@ -90,8 +93,49 @@ def train_sequence_model(
     seed: int = 0,
     config: SequenceConfig | None = None,
 ) -> TrainedSequenceModel:
-    """Fit the model on ``sessions`` (training sessions only: every play is a target)."""
+    """Fit the model on ``sessions`` (training sessions only: every play is a target).
+
+    The same sessions, track index, seed and config give the same model, so the last few
+    fitted models are kept (in this process) and returned again instead of being refitted:
+    ``nowplaying train`` fits the served model and the evaluation's ``sequence`` baseline on the
+    same training split."""
     cfg = config or SequenceConfig()
+    key = _fit_key(sessions, artifacts, seed, cfg)
+    if key in _FITTED:
+        return _FITTED[key]
+    model = _fit(sessions, artifacts, seed, cfg)
+    _FITTED[key] = model
+    while len(_FITTED) > _FITTED_KEPT:
+        del _FITTED[next(iter(_FITTED))]
+    return model
+
+
+#: Models kept by :func:`train_sequence_model`, oldest first.
+_FITTED: dict[str, TrainedSequenceModel] = {}
+_FITTED_KEPT = 3
+
+
+def forget_fitted_models() -> None:
+    """Drop the kept models (the next call fits again)."""
+    _FITTED.clear()
+
+
+def _fit_key(
+    sessions: Sequence[Session], artifacts: TrackArtifacts, seed: int, cfg: SequenceConfig
+) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([seed, cfg.to_json()], sort_keys=True).encode())
+    digest.update("\x1f".join(artifacts.track_ids).encode())
+    for s in sessions:
+        digest.update(s.session_id.encode() + b"\x1e")
+        for p in s.plays:
+            digest.update(f"{p.track_id}\x1f{p.outcome}\x1d".encode())
+    return digest.hexdigest()
+
+
+def _fit(
+    sessions: Sequence[Session], artifacts: TrackArtifacts, seed: int, cfg: SequenceConfig
+) -> TrainedSequenceModel:
     started, cpu_started = time.perf_counter(), time.process_time()
     rows = session_sequences(sessions, artifacts, cfg.length)
     weights = _target_weights(rows, cfg)

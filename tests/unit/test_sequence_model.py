@@ -17,6 +17,7 @@ from models.sequence import SEQUENCE_MODEL_FILE, SequenceModelError, SequenceSco
 from models.sequence.train import (
     SequenceConfig,
     TrainedSequenceModel,
+    forget_fitted_models,
     train_out_of_fold,
     train_sequence_model,
 )
@@ -126,7 +127,10 @@ def test_training_is_deterministic_for_a_seed(
     sessions, artifacts = data
     model, scorer = trained
     states = [q.state for s in sessions[:5] for q in session_queries(s)]
+    assert train_sequence_model(sessions, artifacts, seed=3, config=TINY) is model  # kept
+    forget_fitted_models()
     again = train_sequence_model(sessions, artifacts, seed=3, config=TINY)
+    assert again is not model
     again.save_onnx(tmp_path / "again.onnx")
     assert np.array_equal(
         SequenceScorer.load(tmp_path / "again.onnx").scores(states, artifacts),
