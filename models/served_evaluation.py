@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from models.baselines import BASELINES, Catalogue, Method, top_k
+from models.baselines import BASELINES, Catalogue, Method, StateAwareScorer, top_k
 from models.labelled_sessions import Session
 from models.ranking_metrics import (
     CUTOFF,
@@ -137,9 +137,12 @@ def evaluate_served(
         fitted = time.process_time() - started
         bar = tqdm(queries.prefixes, desc=method.name, disable=not progress, leave=False)
         found = np.zeros(len(queries.items), np.int64)
+        by_state = scorer.propose_state if isinstance(scorer, StateAwareScorer) else None
         started = time.process_time()
         for i, prefix in enumerate(bar):
-            top = top_k(scorer.propose(prefix), catalogue, prefix, CUTOFF)
+            item = queries.items[i]
+            proposal = by_state(prefix, item.state) if by_state else scorer.propose(prefix)
+            top = top_k(proposal, catalogue, prefix, CUTOFF)
             found[i] = _rank_in(top, int(queries.targets[i]))
         elapsed = time.process_time() - started
         ranks[method.name] = found

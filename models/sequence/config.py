@@ -13,10 +13,10 @@ class SequenceConfig:
 
     length: int = SEQUENCE_LENGTH
     embedding_dim: int = 64
-    hidden: int = 128
-    epochs: int = 6
+    hidden: int = 64
+    epochs: int = 4
     batch_size: int = 256
-    learning_rate: float = 3e-3
+    learning_rate: float = 0.01
     #: Weight of a target by the outcome of that next play (listened, late skip, early skip).
     target_weights: dict[str, float] = field(
         default_factory=lambda: {"listened": 1.0, "skip_late": 1.0, "skip_early": 1.0}

@@ -19,6 +19,8 @@ The worker and the API never import this module (they run the exported ONNX grap
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ from models.sequence.graph import SequenceWeights, save_graph
 __all__ = [
     "SequenceConfig",
     "TrainedSequenceModel",
+    "forget_fitted_models",
     "train_out_of_fold",
     "train_sequence_model",
 ]
@@ -56,6 +59,8 @@ Params = dict[str, jax.Array]
 class TrainedSequenceModel:
     weights: SequenceWeights
     config: SequenceConfig
+    #: ids of the sessions it was trained on (it must not score them for the ranker's rows)
+    trained_on: frozenset[str] = frozenset()
     #: examples (target positions), rows, epochs, per-epoch mean loss, wall and CPU seconds
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -74,6 +79,12 @@ class TrainedSequenceModel:
         out = _last_scores(params, jnp.asarray(tracks), jnp.asarray(outcomes), jnp.asarray(lengths))
         return np.asarray(out, dtype=np.float32)
 
+    def step_scores(self, tracks: I64, outcomes: I64) -> F32:
+        """Logits ``[B, L, n_tracks]`` after EVERY step (what training fits), JAX forward."""
+        params = _params_of(self.weights)
+        out = _step_scores(params, jnp.asarray(tracks), jnp.asarray(outcomes))
+        return np.asarray(out, dtype=np.float32)
+
 
 def train_sequence_model(
     sessions: Sequence[Session],
@@ -82,8 +93,49 @@ def train_sequence_model(
     seed: int = 0,
     config: SequenceConfig | None = None,
 ) -> TrainedSequenceModel:
-    """Fit the model on ``sessions`` (training sessions only: every play is a target)."""
+    """Fit the model on ``sessions`` (training sessions only: every play is a target).
+
+    The same sessions, track index, seed and config give the same model, so the last few
+    fitted models are kept (in this process) and returned again instead of being refitted:
+    ``nowplaying train`` fits the served model and the evaluation's ``sequence`` baseline on the
+    same training split."""
     cfg = config or SequenceConfig()
+    key = _fit_key(sessions, artifacts, seed, cfg)
+    if key in _FITTED:
+        return _FITTED[key]
+    model = _fit(sessions, artifacts, seed, cfg)
+    _FITTED[key] = model
+    while len(_FITTED) > _FITTED_KEPT:
+        del _FITTED[next(iter(_FITTED))]
+    return model
+
+
+#: Models kept by :func:`train_sequence_model`, oldest first.
+_FITTED: dict[str, TrainedSequenceModel] = {}
+_FITTED_KEPT = 3
+
+
+def forget_fitted_models() -> None:
+    """Drop the kept models (the next call fits again)."""
+    _FITTED.clear()
+
+
+def _fit_key(
+    sessions: Sequence[Session], artifacts: TrackArtifacts, seed: int, cfg: SequenceConfig
+) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([seed, cfg.to_json()], sort_keys=True).encode())
+    digest.update("\x1f".join(artifacts.track_ids).encode())
+    for s in sessions:
+        digest.update(s.session_id.encode() + b"\x1e")
+        for p in s.plays:
+            digest.update(f"{p.track_id}\x1f{p.outcome}\x1d".encode())
+    return digest.hexdigest()
+
+
+def _fit(
+    sessions: Sequence[Session], artifacts: TrackArtifacts, seed: int, cfg: SequenceConfig
+) -> TrainedSequenceModel:
     started, cpu_started = time.perf_counter(), time.process_time()
     rows = session_sequences(sessions, artifacts, cfg.length)
     weights = _target_weights(rows, cfg)
@@ -94,9 +146,9 @@ def train_sequence_model(
     schedule = optax.cosine_decay_schedule(
         cfg.learning_rate, steps_per_epoch * max(cfg.epochs, 1), alpha=0.1
     )
-    optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(schedule))
-    state = optimizer.init(params)
-    step = _make_step(optimizer)
+    state = _ADAM.init(params)
+    clip = jnp.float32(cfg.grad_clip)
+    done = 0
     losses: list[float] = []
     for _ in range(cfg.epochs if n_rows else 0):
         order = rng.permutation(n_rows)
@@ -105,7 +157,11 @@ def train_sequence_model(
             picked = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             batch = _batch(rows, weights, picked, min(cfg.batch_size, n_rows))
             tracks, outcomes = _noisy_inputs(batch[0], batch[1], cfg, rng)
-            params, state, loss = step(params, state, (tracks, outcomes, batch[2], batch[3]))
+            rate = jnp.float32(schedule(done))
+            params, state, loss = _step(
+                params, state, (tracks, outcomes, batch[2], batch[3]), rate, clip
+            )
+            done += 1
             w = float(batch[3].sum())
             total += float(loss) * w
             count += w
@@ -120,7 +176,8 @@ def train_sequence_model(
         "seed": seed,
         "config": cfg.to_json(),
     }
-    return TrainedSequenceModel(_weights_of(params), cfg, stats)
+    trained_on = frozenset(s.session_id for s in sessions)
+    return TrainedSequenceModel(_weights_of(params), cfg, trained_on, stats)
 
 
 def train_out_of_fold(
@@ -232,6 +289,11 @@ def _last_scores(
     return h @ params["out"] + params["ob"]
 
 
+@jax.jit
+def _step_scores(params: Params, tracks: jax.Array, outcomes: jax.Array) -> jax.Array:
+    return _hidden_states(params, tracks, outcomes) @ params["out"] + params["ob"]
+
+
 def _loss(
     params: Params,
     tracks: jax.Array,
@@ -246,18 +308,25 @@ def _loss(
     return (nll * weights).sum() / jnp.maximum(weights.sum(), 1e-9)
 
 
-def _make_step(optimizer: optax.GradientTransformation) -> Any:
-    @jax.jit
-    def step(
-        params: Params,
-        state: optax.OptState,
-        batch: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
-    ) -> tuple[Params, optax.OptState, jax.Array]:
-        loss, grads = jax.value_and_grad(_loss)(params, *batch)
-        updates, state = optimizer.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
+_ADAM = optax.scale_by_adam()
 
-    return step
+
+@jax.jit
+def _step(
+    params: Params,
+    state: optax.OptState,
+    batch: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
+    rate: jax.Array,
+    clip: jax.Array,
+) -> tuple[Params, optax.OptState, jax.Array]:
+    """One Adam step with global-norm clipping; the rate and the clip are traced, so one
+    compilation serves every training run of the same shapes."""
+    loss, grads = jax.value_and_grad(_loss)(params, *batch)
+    scale = jnp.minimum(1.0, clip / jnp.maximum(optax.tree.norm(grads), 1e-12))
+    grads = jax.tree_util.tree_map(lambda g: g * scale, grads)
+    updates, state = _ADAM.update(grads, state, params)
+    params = jax.tree_util.tree_map(lambda p, u: p - rate * u, params, updates)
+    return params, state, loss
 
 
 def _weights_of(params: Params) -> SequenceWeights:
