@@ -31,7 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from models.baselines import BASELINES, Catalogue, Method, StateAwareScorer, top_k
+from features.session import SessionState
+from models.baselines import BASELINES, Catalogue, Method, Proposal, StateAwareScorer, top_k
 from models.labelled_sessions import Session
 from models.ranking_metrics import (
     CUTOFF,
@@ -50,6 +51,10 @@ from models.recommender import Recommender
 SERVED: Final = "served"
 #: The version's sequence model alone: its top 10 over the catalogue, played tracks excluded.
 SEQUENCE: Final = "sequence"
+SERVED_SEQUENCE: Final = (
+    "the served version's sequence model alone (sequence.onnx, the model whose scores the "
+    "ranker reads): the catalogue by its logits, played tracks excluded"
+)
 SUBSETS: Final = ("all", "non_repeat", "listened")
 #: The worker's default batch (NP_BATCH_MAX_EVENTS).
 DEFAULT_BATCH_STATES: Final = 200
@@ -120,20 +125,14 @@ def evaluate_served(
         cpu,
         0.0,
     )
-    baselines = [m.name for m in methods]
-    if recommender.sequence is not None:
-        ranks[SEQUENCE], cpu = _sequence_ranks(recommender, queries, batch_states)
-        results[SEQUENCE] = MethodResult(
-            "the sequence model alone (GRU over the recent plays and their outcomes): its top 10 "
-            "of the catalogue, played tracks excluded",
-            {},
-            cpu,
-            0.0,
-        )
-        baselines.append(SEQUENCE)
     for method in methods:
         started = time.process_time()
-        scorer = method.fit(train, catalogue)
+        served_sequence = (
+            method.name == SEQUENCE
+            and recommender.sequence is not None
+            and recommender.artifacts.track_ids == catalogue.track_ids
+        )
+        scorer = ServedSequence(recommender) if served_sequence else method.fit(train, catalogue)
         fitted = time.process_time() - started
         bar = tqdm(queries.prefixes, desc=method.name, disable=not progress, leave=False)
         found = np.zeros(len(queries.items), np.int64)
@@ -147,14 +146,17 @@ def evaluate_served(
         elapsed = time.process_time() - started
         ranks[method.name] = found
         results[method.name] = MethodResult(
-            method.description, {}, _ms_per(elapsed, len(found)), round(fitted, 3)
+            SERVED_SEQUENCE if served_sequence else method.description,
+            {},
+            _ms_per(elapsed, len(found)),
+            round(fitted, 3),
         )
     for name, method_ranks in ranks.items():
         figures = estimates(bootstrap, method_ranks, queries.gains, queries.subsets)
         results[name].figures = {
             s: {m: e.to_json() for m, e in per_metric.items()} for s, per_metric in figures.items()
         }
-    best, comparison = _against_best(bootstrap, ranks, queries, baselines)
+    best, comparison = _against_best(bootstrap, ranks, queries, [m.name for m in methods])
     return ServedEvaluation(
         sessions=len(test),
         queries=len(queries.items),
@@ -220,28 +222,21 @@ def _served_ranks(
     return found, _ms_per(elapsed, len(found))
 
 
-def _sequence_ranks(
-    recommender: Recommender, queries: _Queries, batch_states: int
-) -> tuple[I64, float]:
-    """Ranks of the next track in the sequence model's own top 10 (ties by track index)."""
-    assert recommender.sequence is not None
-    art = recommender.artifacts
-    found = np.zeros(len(queries.items), np.int64)
-    elapsed = 0.0
-    for start in range(0, len(found), batch_states):
-        batch = queries.items[start : start + batch_states]
-        began = time.process_time()
-        scores = recommender.sequence.scores([q.state for q in batch], art)
-        for b, query in enumerate(batch):
-            played = art.indices_of(sorted(query.state.played))
-            scores[b, played[played >= 0]] = -np.inf
-        part = np.argpartition(-scores, CUTOFF - 1, axis=1)[:, :CUTOFF]
-        for b, query in enumerate(batch):
-            top = part[b][np.lexsort((part[b], -scores[b, part[b]]))]
-            target = art.index.get(query.next_track, -1)
-            found[start + b] = _rank_in(top.astype(np.int64), target)
-        elapsed += time.process_time() - began
-    return found, _ms_per(elapsed, len(found))
+class ServedSequence:
+    """The served version's own sequence model as the ``sequence`` baseline (the model whose
+    scores the ranker reads), instead of fitting another one: the catalogue by its logits."""
+
+    def __init__(self, recommender: Recommender) -> None:
+        assert recommender.sequence is not None
+        self._sequence = recommender.sequence
+        self._artifacts = recommender.artifacts
+
+    def propose(self, prefix: I64) -> Proposal:
+        raise NotImplementedError("the served sequence model reads the session state")
+
+    def propose_state(self, prefix: I64, state: SessionState) -> Proposal:
+        scores = self._sequence.scores([state], self._artifacts)[0]
+        return Proposal.dense(scores.astype(np.float64))
 
 
 def _rank_in(top: I64, target: int) -> int:
