@@ -344,6 +344,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     evaluation = evaluate_sessions(recommender, test, progress=not args.no_progress)
     served = evaluate_served(recommender, train, test, progress=not args.no_progress)
     evaluation.served = served.to_json()
+    # The ablation is made by `nowplaying train --ablation` (it needs the training rows): kept.
+    previous = (recommender.metadata.get("metrics") or {}).get("served") or {}
+    if previous.get("ablation"):
+        evaluation.served["ablation"] = previous["ablation"]
     write_report(
         version_dir,
         evaluation,

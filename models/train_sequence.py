@@ -12,9 +12,9 @@ artifacts' track vocabulary:
   the validation queries (early stopping) and everything served.
 
 The models are trained in child processes (forked before this process imports jax, so the
-forked feature workers that follow never inherit JAX's threads), two at a time; each is saved as
-ONNX and only the ONNX graphs are used afterwards (:class:`models.sequence.scorer.
-SequenceScorer`, what the worker runs).
+forked feature workers that follow never inherit JAX's threads), all three at once; each is
+saved as ONNX and only the ONNX graphs are used afterwards
+(:class:`models.sequence.scorer.SequenceScorer`, what the worker runs).
 
 :class:`HeldOutSequence` gives the fold workers the scores of a chunk of training queries, each
 from the half model that did not see its session, with the columns mapped onto the fold's own
@@ -86,7 +86,7 @@ def train_sequence_models(
     *,
     seed: int,
     config: SequenceConfig | None = None,
-    workers: int = 2,
+    workers: int = 3,
 ) -> SequenceModels:
     """The serving model (``version_dir / sequence.onnx``) and the half models (in
     ``scratch``), trained in forked child processes."""
