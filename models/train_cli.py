@@ -40,7 +40,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             args, "early_stopping_rounds", TrainConfig.early_stopping_rounds
         ),
         sequence=not getattr(args, "no_sequence", False),
-        sequence_epochs=getattr(args, "sequence_epochs", None),
+        sequence_epochs=getattr(args, "sequence_epochs", None) or TrainConfig.sequence_epochs,
         ablation=getattr(args, "ablation", False),
     )
     data_info = {

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="LightGBM threads (0: all cores)")
     p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
     p.add_argument("--no-sequence", action="store_true", help="no sequence model (its features 0)")
-    p.add_argument("--sequence-epochs", type=int, default=None, help="sequence model epochs")
+    p.add_argument(
+        "--sequence-epochs", type=int, default=None, help="sequence model epochs (default 2)"
+    )
     p.add_argument(
         "--ablation",
         action="store_true",
