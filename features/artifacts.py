@@ -4,7 +4,10 @@
 * co-listen transitions: how often track ``b`` was played right after track ``a``, and how often
   ``b`` was then listened through (a CSR matrix with two aligned value arrays);
 * track embeddings: truncated SVD of the positive PMI matrix of within-session co-occurrence
-  (window of :data:`COOC_WINDOW` plays), L2-normalised rows.
+  (window of :data:`COOC_WINDOW` plays), L2-normalised rows;
+* skip-aware transitions: of the ``a -> b`` transitions, how many followed a SKIPPED ``a``;
+* higher-order transitions (:mod:`features.ngrams`): what followed the last 2 and 3 tracks;
+* the training sessions' distinct tracks, for the session kNN score (:mod:`features.neighbours`).
 
 Everything is a numpy array indexed by a dense track index (tracks sorted by id), so candidate
 generation and feature rows are vectorised. :meth:`TrackArtifacts.save` / :meth:`load` write
@@ -24,9 +27,16 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.linalg import svds
 
+from features.neighbours import (
+    SessionIndex,
+    session_tracks,
+    transition_probabilities,
+)
+from features.ngrams import NgramTable, fit_ngrams
+
 ARTIFACTS_NPZ: Final = "artifacts.npz"
 ARTIFACTS_JSON: Final = "artifacts.json"
-ARTIFACTS_FORMAT: Final = 1
+ARTIFACTS_FORMAT: Final = 2
 EMBEDDING_DIM: Final = 32
 COOC_WINDOW: Final = 5
 #: Pseudo-plays of the global skip rate mixed into each track's skip rate.
@@ -69,6 +79,13 @@ class TrackArtifacts:
     trans_listened: F32  # ... and b was listened through
     out_count: F32  # transitions out of a (row sums)
     embeddings: F32  # [T, D], unit rows (zero rows for tracks without co-occurrence)
+    trans_after_skip: F32  # times b followed a and a was skipped (early or late)
+    ngram2_keys: I64  # (a, b) -> c pair keys, sorted (features.ngrams)
+    ngram2_count: F32
+    ngram3_keys: I64  # (a, b, c) -> d
+    ngram3_count: F32
+    session_indptr: I64  # CSR: each training session's distinct tracks, sorted
+    session_indices: I32
     params: dict[str, object] = field(default_factory=dict)
     index: dict[str, int] = field(init=False)
     popular: I32 = field(init=False)  # track indices, most played first (ties by id)
@@ -85,6 +102,11 @@ class TrackArtifacts:
     #: log1p of ``trans_count``, ``pred_count`` (the feature values, computed once)
     trans_log_count: F32 = field(init=False)
     pred_log_count: F32 = field(init=False)
+    ngram2: NgramTable = field(init=False)
+    ngram3: NgramTable = field(init=False)
+    sessions_index: SessionIndex = field(init=False)
+    #: [T, T] sparse count(a -> b) / transitions out of a
+    trans_probability: sp.csr_matrix = field(init=False)
 
     def __post_init__(self) -> None:
         n = len(self.track_ids)
@@ -112,6 +134,14 @@ class TrackArtifacts:
         setattr_(self, "pred_count", self.trans_count[by_target])
         setattr_(self, "trans_log_count", np.log1p(self.trans_count))
         setattr_(self, "pred_log_count", np.log1p(self.pred_count))
+        setattr_(self, "ngram2", NgramTable(2, n, self.ngram2_keys, self.ngram2_count))
+        setattr_(self, "ngram3", NgramTable(3, n, self.ngram3_keys, self.ngram3_count))
+        index = SessionIndex.of(self.session_indptr, self.session_indices, n)
+        setattr_(self, "sessions_index", index)
+        probability = transition_probabilities(
+            self.trans_indptr, self.trans_indices, self.trans_count, self.out_count
+        )
+        setattr_(self, "trans_probability", probability)
 
     @property
     def n_tracks(self) -> int:
@@ -188,6 +218,13 @@ class TrackArtifacts:
             trans_listened=self.trans_listened,
             out_count=self.out_count,
             embeddings=self.embeddings,
+            trans_after_skip=self.trans_after_skip,
+            ngram2_keys=self.ngram2_keys,
+            ngram2_count=self.ngram2_count,
+            ngram3_keys=self.ngram3_keys,
+            ngram3_count=self.ngram3_count,
+            session_indptr=self.session_indptr,
+            session_indices=self.session_indices,
         )
         meta = {"format": ARTIFACTS_FORMAT, "params": self.params, "track_ids": self.track_ids}
         (folder / ARTIFACTS_JSON).write_text(json.dumps(meta), encoding="utf-8")
@@ -228,7 +265,10 @@ def fit_artifacts(
     early_rate = (early_skips + SKIP_PRIOR_PLAYS * prior_early) / (plays + SKIP_PRIOR_PLAYS)
 
     trans = _transitions(seqs, listened_seqs, n)
+    after_skip = _after_skip(seqs, listened_seqs, n, trans[0], trans[1])
     embeddings = _embeddings(seqs, n, embedding_dim, seed)
+    ngram2, ngram3 = fit_ngrams(seqs, n, 2), fit_ngrams(seqs, n, 3)
+    session_indptr, session_indices = session_tracks(seqs)
     return TrackArtifacts(
         track_ids=track_ids,
         plays=plays.astype(np.float32),
@@ -240,6 +280,13 @@ def fit_artifacts(
         trans_listened=trans[3],
         out_count=trans[4],
         embeddings=embeddings,
+        trans_after_skip=after_skip,
+        ngram2_keys=ngram2.keys,
+        ngram2_count=ngram2.counts,
+        ngram3_keys=ngram3.keys,
+        ngram3_count=ngram3.counts,
+        session_indptr=session_indptr,
+        session_indices=session_indices,
         params={
             "sessions": len(sessions),
             "plays": int(total),
@@ -262,6 +309,21 @@ def _transitions(
     indptr, indices, count, listened = _csr(src, dst, lis, n)
     out = np.bincount(src, minlength=n).astype(np.float32)
     return indptr, indices, count, listened, out
+
+
+def _after_skip(
+    seqs: list[I32], listened_seqs: list[NDArray[np.bool_]], n: int, indptr: I64, indices: I32
+) -> F32:
+    """Per CSR entry of ``a -> b``: how many of those transitions followed a skipped ``a``."""
+    if not seqs:
+        return np.zeros(len(indices), np.float32)
+    src = np.concatenate([s[:-1] for s in seqs]).astype(np.int64)
+    dst = np.concatenate([s[1:] for s in seqs]).astype(np.int64)
+    skipped = ~np.concatenate([x[:-1] for x in listened_seqs])
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    keys = rows * n + indices
+    at = np.searchsorted(keys, (src * n + dst)[skipped])
+    return np.bincount(at, minlength=len(keys)).astype(np.float32)
 
 
 def _csr(rows: I64, cols: I64, flags: NDArray[np.bool_], n: int) -> tuple[I64, I32, F32, F32]:

@@ -2,11 +2,13 @@
 
 Candidate generation (:mod:`features.candidates`) and feature rows (:mod:`features.rows`) both
 start from a :class:`StateContext`: the state's tracks as artifact indices, the session-level
-feature values, the taste centroids in embedding space and the recency-weighted co-listen score
-of every track. :func:`state_contexts` resolves a batch of states together (one track-id lookup,
-one centroid sum, one co-listen scatter); a state's context does not depend on its batch, and
-:func:`state_context` is the batch of one. Contexts of one batch share arrays (their fields are
-views), so they are read-only.
+feature values, the taste centroids in embedding space, and per track the recency-weighted
+co-listen score, the session kNN (V-SKNN) score, the two-step transition score and, when the
+model has one, the sequence model's score (computed once per batch by the caller and handed in
+as a matrix, one row per state). :func:`state_contexts` resolves a batch of states together
+(one track-id lookup, one centroid sum, one co-listen scatter); a state's context does not
+depend on its batch, and :func:`state_context` is the batch of one. Contexts of one batch share
+arrays (their fields are views), so they are read-only.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from features.artifacts import F32, I32, I64, TrackArtifacts
+from features.neighbours import two_step_scores, vsknn_scores
 from features.session import SessionState
 
 S = TypeVar("S")
@@ -44,10 +47,18 @@ class StateContext:
     #: centroids (unit vectors; zeros when there is nothing to average)
     directions: NDArray[np.float64]
     colisten: F32  # [T + 1] recency-weighted "followed the recent tracks" count, last entry 0
+    previous2: int  # the track started before ``previous``
+    context2: int  # features.ngrams code of (previous, current); -1 when either is unknown
+    context3: int  # ... of (previous2, previous, current)
+    knn: F32  # [T + 1] V-SKNN score of each track (features.neighbours), last entry 0
+    two_step: F32  # [T + 1] P(current -> x -> track), last entry 0
+    sequence: F32 | None  # [T + 1] the sequence model's logits (last entry 0), None without one
 
 
-def state_context(state: SessionState, artifacts: TrackArtifacts) -> StateContext:
-    return state_contexts([state], artifacts)[0]
+def state_context(
+    state: SessionState, artifacts: TrackArtifacts, sequence: F32 | None = None
+) -> StateContext:
+    return state_contexts([state], artifacts, sequence)[0]
 
 
 #: At most this many [T + 1] score cells are built at once (states per chunk = this // (T + 1)).
@@ -61,14 +72,23 @@ def in_chunks(items: Sequence[S], chunk: int, resolve: Callable[[Sequence[S]], l
     return [r for i in range(0, len(items), chunk) for r in resolve(items[i : i + chunk])]
 
 
-def state_contexts(states: Sequence[SessionState], artifacts: TrackArtifacts) -> list[StateContext]:
+def state_contexts(
+    states: Sequence[SessionState], artifacts: TrackArtifacts, sequence: F32 | None = None
+) -> list[StateContext]:
     """The context of each state, resolved together: one track-id lookup, one centroid sum and
-    one co-listen scatter per chunk of states. A state's context does not depend on the others."""
+    one co-listen scatter per chunk of states. A state's context does not depend on the others.
+    ``sequence``: the sequence model's scores ``[len(states), n_tracks]``, or None."""
     chunk = max(1, MAX_BATCH_CELLS // (artifacts.n_tracks + 1))
-    return in_chunks(states, chunk, lambda part: _contexts(part, artifacts))
+    out: list[StateContext] = []
+    for i in range(0, len(states), chunk):
+        part = None if sequence is None else sequence[i : i + chunk]
+        out += _contexts(states[i : i + chunk], artifacts, part)
+    return out
 
 
-def _contexts(states: Sequence[SessionState], artifacts: TrackArtifacts) -> list[StateContext]:
+def _contexts(
+    states: Sequence[SessionState], artifacts: TrackArtifacts, sequence: F32 | None
+) -> list[StateContext]:
     n_states = len(states)
     if n_states == 0:
         return []
@@ -122,7 +142,20 @@ def _contexts(states: Sequence[SessionState], artifacts: TrackArtifacts) -> list
     known = np.flatnonzero(played >= 0)
     played_known = played[known]
     played_bounds = np.searchsorted(known, [0, *played_ends]).tolist()
-    session = _session_features(states, currents, artifacts)
+    width = artifacts.n_tracks + 1
+    knn = vsknn_scores(recents, artifacts.sessions_index, width)
+    two_step = two_step_scores(np.array(currents, np.int64), artifacts.trans_probability, width)
+    lasts = np.full((n_states, 3), -1, np.int64)
+    for b, recent in enumerate(recents):
+        tail = recent[-3:]
+        lasts[b, 3 - len(tail) :] = tail
+    codes2 = artifacts.ngram2.context_codes(lasts[:, 1:]).tolist()
+    codes3 = artifacts.ngram3.context_codes(lasts).tolist()
+    session = _session_features(states, currents, artifacts, (codes2, codes3))
+    padded = None
+    if sequence is not None:
+        padded = np.zeros((n_states, width), np.float32)
+        padded[:, : artifacts.n_tracks] = sequence
     out = []
     for b, state in enumerate(states):
         recent = recents[b]
@@ -137,16 +170,27 @@ def _contexts(states: Sequence[SessionState], artifacts: TrackArtifacts) -> list
                 session_features=session[b],
                 directions=directions[b],
                 colisten=colisten[b],
+                previous2=int(lasts[b, 0]),
+                context2=codes2[b],
+                context3=codes3[b],
+                knn=knn[b],
+                two_step=two_step[b],
+                sequence=None if padded is None else padded[b],
             )
         )
     return out
 
 
 def _session_features(
-    states: Sequence[SessionState], currents: list[int], artifacts: TrackArtifacts
+    states: Sequence[SessionState],
+    currents: list[int],
+    artifacts: TrackArtifacts,
+    codes: tuple[list[int], list[int]],
 ) -> F32:
+    totals2 = artifacts.ngram2.totals(np.array(codes[0], np.int64))
+    totals3 = artifacts.ngram3.totals(np.array(codes[1], np.int64))
     values = []
-    for state, current in zip(states, currents, strict=True):
+    for b, (state, current) in enumerate(zip(states, currents, strict=True)):
         known = current >= 0
         values.append(
             (
@@ -161,6 +205,8 @@ def _session_features(
                 float(known),
                 artifacts.skip_rate[current] if known else artifacts.global_skip_rate,
                 np.log1p(artifacts.out_count[current]) if known else 0.0,
+                np.log1p(totals2[b]),
+                np.log1p(totals3[b]),
             )
         )
     rows: F32 = np.array(values, dtype=np.float32)

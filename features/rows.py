@@ -15,12 +15,13 @@ from itertools import chain
 from typing import Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from features.artifacts import F32, I32, TrackArtifacts
 from features.context import MAX_BATCH_CELLS, StateContext, state_context
 from features.session import SessionState
 
-FEATURE_VERSION: Final = "1"
+FEATURE_VERSION: Final = "2"
 
 SESSION_FEATURES: Final = (
     "session_position",  # tracks started so far, the current one included
@@ -34,6 +35,8 @@ SESSION_FEATURES: Final = (
     "current_known",  # 1 when the current track is in the artifacts
     "current_skip_rate",  # smoothed skip rate of the track now playing
     "current_log_out",  # log1p(transitions out of the current track)
+    "context2_log_total",  # log1p(times (previous, current) was followed by anything)
+    "context3_log_total",  # log1p(times (previous2, previous, current) was followed)
 )
 CANDIDATE_FEATURES: Final = (
     "cand_log_plays",  # log1p(play count): popularity
@@ -52,7 +55,31 @@ CANDIDATE_FEATURES: Final = (
     "sim_listened",  # cosine(cand, listened-taste centroid)
     "sim_skipped",  # cosine(cand, skipped-taste centroid)
     "sim_recent",  # cosine(cand, recent tracks' centroid)
+    "tr2_log",  # log1p(count (previous, current) -> cand)
+    "tr3_log",  # log1p(count (previous2, previous, current) -> cand)
+    "tr2_share",  # count (previous, current) -> cand / times the context was followed
+    "tr3_share",
+    "tr_current_after_skip_log",  # log1p(count current -> cand when current was skipped)
+    "tr_current_after_listen_log",  # ... when current was listened through
+    "tr_last_skipped_after_skip_log",  # log1p(count last skipped -> cand, it being skipped)
+    "tr_last_listened_after_listen_log",  # log1p(count last listened -> cand, it listened)
+    "two_step",  # P(current -> x -> cand)
+    "knn_score",  # V-SKNN score over the recent tracks (features.neighbours)
+    "knn_share",  # knn_score / the state's best knn_score
+    "seq_logit",  # the sequence model's logit (0 without a sequence model)
+    "seq_log_prob",  # its log-softmax over the catalogue
+    "seq_log_rank",  # log1p(tracks of the catalogue with a higher logit)
 )
+#: The higher-order and the sequence-model columns (the ablations leave them out).
+HIGHER_ORDER_FEATURES: Final = (
+    "context2_log_total",
+    "context3_log_total",
+    "tr2_log",
+    "tr3_log",
+    "tr2_share",
+    "tr3_share",
+)
+SEQUENCE_FEATURES: Final = ("seq_logit", "seq_log_prob", "seq_log_rank")
 FEATURE_NAMES: Final[tuple[str, ...]] = SESSION_FEATURES + CANDIDATE_FEATURES
 N_FEATURES: Final = len(FEATURE_NAMES)
 #: Pseudo-transitions of the candidate's own listen rate in ``tr_current_listen_rate``.
@@ -62,6 +89,7 @@ _S: Final = len(SESSION_FEATURES)
 _TRACK: Final = slice(_S, _S + 3)
 _PAIRS: Final = slice(_S + 3, _S + 8)
 _SIMS: Final = slice(_S + 12, _S + 16)
+_HIGH: Final = _S + 16  # tr2_log: the first of the version-2 candidate columns
 
 
 def rows_for(ctx: StateContext, tracks: I32, artifacts: TrackArtifacts) -> F32:
@@ -96,9 +124,10 @@ def rows_for_many(
 
 #: Per state and track t, the pair values gathered at the candidates: log1p(count(source -> t))
 #: for the current, previous, last listened and last skipped tracks, log1p(count(t -> current)),
-#: then count(current -> t) and its listened count.
-_PAIR_ROWS: Final = 7
-_REVERSE, _COUNT, _LISTENED = 4, 5, 6
+#: then count(current -> t) and its listened count, the counts after a skipped current, after
+#: the last skipped track (skipped) and after the last listened track (listened).
+_PAIR_ROWS: Final = 10
+_REVERSE, _COUNT, _LISTENED, _AFTER_SKIP, _SKIPPED_SKIP, _LISTENED_LISTEN = 4, 5, 6, 7, 8, 9
 
 
 def _fill_rows(
@@ -124,10 +153,17 @@ def _fill_rows(
         state, kind = np.divmod(which[of], 4)
         cells = state * width + artifacts.trans_indices[entry]
         table[cells, kind] = artifacts.trans_log_count[entry]
+        after_skip = artifacts.trans_after_skip[entry]
+        skipped_src, listened_src = kind == 3, kind == 2
+        table[cells[skipped_src], _SKIPPED_SKIP] = after_skip[skipped_src]
+        table[cells[listened_src], _LISTENED_LISTEN] = (artifacts.trans_count[entry] - after_skip)[
+            listened_src
+        ]
         of_current = kind == 0
         cells, entry = cells[of_current], entry[of_current]
         table[cells, _COUNT] = artifacts.trans_count[entry]
         table[cells, _LISTENED] = artifacts.trans_listened[entry]
+        table[cells, _AFTER_SKIP] = artifacts.trans_after_skip[entry]
     current = np.array([c.current for c in contexts], dtype=np.int64)
     states = np.flatnonzero(current >= 0)
     if len(states):
@@ -148,17 +184,68 @@ def _fill_rows(
     out[:, _S + 10] = (cur_listened + LISTEN_RATE_PRIOR * cand_listen) / (
         cur_count + LISTEN_RATE_PRIOR
     )
+    after_skip = pairs[:, _AFTER_SKIP]
+    out[:, _HIGH + 4] = np.log1p(after_skip)
+    out[:, _HIGH + 5] = np.log1p(cur_count - after_skip)
+    out[:, _HIGH + 6] = np.log1p(pairs[:, _SKIPPED_SKIP])
+    out[:, _HIGH + 7] = np.log1p(pairs[:, _LISTENED_LISTEN])
+    _fill_higher_order(out, contexts, owner, cand, artifacts)
     embeddings = artifacts.embedding_table64.take(cand, axis=0)
     colisten = np.empty(n, dtype=np.float32)
     start = 0
     for ctx, size in zip(contexts, sizes, strict=True):
         rows = slice(start, start + size)
-        colisten[rows] = ctx.colisten[cand[rows]]
+        at = cand[rows] % width
+        colisten[rows] = ctx.colisten[at]
         # float64 products (exact float32 embeddings) rounded once: unlike a float32 matrix
         # product, a value then does not depend on the batch's size.
         out[rows, _SIMS] = embeddings[rows] @ ctx.directions
+        out[rows, _HIGH + 8] = ctx.two_step[at]
+        knn = ctx.knn[at]
+        best = ctx.knn.max()
+        out[rows, _HIGH + 9] = knn
+        out[rows, _HIGH + 10] = knn / best if best > 0 else 0.0
+        _fill_sequence(out[rows], ctx, at, artifacts.n_tracks)
         start += size
     out[:, _S + 11] = np.log1p(colisten)
+
+
+def _fill_higher_order(
+    out: F32,
+    contexts: Sequence[StateContext],
+    owner: NDArray[np.int64],
+    cand: NDArray[np.int64],
+    artifacts: TrackArtifacts,
+) -> None:
+    """tr2/tr3 counts and shares: one searchsorted per table over all rows."""
+    for table, codes, col in (
+        (artifacts.ngram2, [c.context2 for c in contexts], _HIGH),
+        (artifacts.ngram3, [c.context3 for c in contexts], _HIGH + 1),
+    ):
+        row_codes = np.array(codes, np.int64)[owner]
+        counts = table.pair_counts(row_codes, cand)
+        totals = table.totals(row_codes)
+        out[:, col] = np.log1p(counts)
+        out[:, col + 2] = np.divide(
+            counts, totals, out=np.zeros(len(counts), np.float32), where=totals > 0
+        )
+
+
+def _fill_sequence(out: F32, ctx: StateContext, at: NDArray[np.int64], n_tracks: int) -> None:
+    """The sequence model's columns of one state's rows (zeros without a sequence model)."""
+    cols = slice(_HIGH + 11, _HIGH + 14)
+    if ctx.sequence is None:
+        out[:, cols] = 0.0
+        return
+    logits = ctx.sequence[:n_tracks]
+    values = ctx.sequence[at]
+    top = float(logits.max())
+    log_total = top + float(np.log(np.exp((logits - top).astype(np.float64)).sum()))
+    ordered = np.sort(logits)
+    out[:, _HIGH + 11] = values
+    out[:, _HIGH + 12] = values - np.float32(log_total)
+    higher = n_tracks - np.searchsorted(ordered, values, side="right")
+    out[:, _HIGH + 13] = np.log1p(higher.astype(np.float32))
 
 
 def build_rows(state: SessionState, candidate_ids: Sequence[str], artifacts: TrackArtifacts) -> F32:

@@ -20,8 +20,9 @@ OUTCOMES: Final[tuple[Outcome, ...]] = ("skip_early", "skip_late", "listened")
 
 #: ``reason_end`` values that mean the listener moved on before the track finished.
 SKIP_REASONS: Final = frozenset({"fwdbtn", "backbtn", "clickrow", "skip"})
-#: How many recent tracks the state remembers (for candidates and the ``recent`` features).
-RECENT_TRACKS: Final = 10
+#: How many recent tracks the state remembers (for candidates, the ``recent`` features and the
+#: sequence model's window, :data:`features.sequence.SEQUENCE_LENGTH`).
+RECENT_TRACKS: Final = 20
 #: How many listened / skipped tracks feed the taste centroids.
 TASTE_TRACKS: Final = 50
 #: Decay of the recency-weighted skip rate (weight of the older history per new track end).
@@ -92,6 +93,8 @@ class SessionState:
     last_listened: str | None = None
     last_skipped: str | None = None
     recent_tracks: tuple[str, ...] = ()  # last RECENT_TRACKS started, oldest first
+    #: the outcome of each of ``recent_tracks`` ("" while that play has not ended)
+    recent_outcomes: tuple[str, ...] = ()
     listened_tracks: tuple[str, ...] = ()  # last TASTE_TRACKS listened through
     skipped_tracks: tuple[str, ...] = ()  # last TASTE_TRACKS skipped (early or late)
     played: frozenset[str] = field(default_factory=frozenset)  # every track started
@@ -129,6 +132,7 @@ def apply_event(state: SessionState, ev: SessionEvent) -> SessionState:
             last_listened=state.last_listened,
             last_skipped=state.last_skipped,
             recent_tracks=(*state.recent_tracks, track)[-RECENT_TRACKS:],
+            recent_outcomes=(*state.recent_outcomes, "")[-RECENT_TRACKS:],
             listened_tracks=state.listened_tracks,
             skipped_tracks=state.skipped_tracks,
             played=state.played if track in state.played else state.played | {track},
@@ -149,6 +153,7 @@ def apply_event(state: SessionState, ev: SessionEvent) -> SessionState:
         last_listened=state.last_listened if skipped else track,
         last_skipped=track if skipped else state.last_skipped,
         recent_tracks=state.recent_tracks,
+        recent_outcomes=_ended(state, track, ev.outcome),
         listened_tracks=state.listened_tracks
         if skipped
         else (*state.listened_tracks, track)[-TASTE_TRACKS:],
@@ -159,6 +164,16 @@ def apply_event(state: SessionState, ev: SessionEvent) -> SessionState:
         first_ts=first_ts,
         last_ts=last_ts,
     )
+
+
+def _ended(state: SessionState, track: str, outcome: Outcome | None) -> tuple[str, ...]:
+    """``recent_outcomes`` with the outcome set on the latest unended play of ``track``."""
+    outcomes = state.recent_outcomes
+    tracks = state.recent_tracks
+    for i in range(len(tracks) - 1, -1, -1):
+        if tracks[i] == track and not outcomes[i]:
+            return (*outcomes[:i], outcome or "", *outcomes[i + 1 :])
+    return outcomes
 
 
 def fold_events(events: Iterable[SessionEvent], state: SessionState | None = None) -> SessionState:

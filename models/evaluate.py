@@ -38,8 +38,6 @@ import numpy as np
 from tqdm import tqdm
 
 from features.artifacts import F32, TrackArtifacts
-from features.candidates import generate_candidates
-from features.context import state_context
 from models.datasets import DataError, load_sessions
 from models.labelled_sessions import Session, fingerprint, split_sessions
 from models.ranking_queries import Query, session_queries
@@ -67,6 +65,8 @@ class Evaluation:
     candidates: int = 0  # the generator's list length
     candidate_recall: float = 0.0
     candidate_recall_positive: float = 0.0
+    #: over the queries whose next track was not played before in the session
+    candidate_recall_non_repeat: float = 0.0
     ndcg_at_10: dict[str, float] = field(default_factory=dict)
     hitrate_at_10: dict[str, float] = field(default_factory=dict)
     rows_scored: int = 0
@@ -87,6 +87,8 @@ class Evaluation:
 class _Tally:
     queries: int = 0
     in_candidates: int = 0
+    non_repeat: int = 0
+    non_repeat_in_candidates: int = 0
     positive: int = 0
     positive_in_candidates: int = 0
     listened: int = 0
@@ -114,9 +116,6 @@ def evaluate_sessions(
     bar = tqdm(sessions, desc="evaluate", unit="session", disable=not progress, leave=False)
     for session in bar:
         for query in session_queries(session):
-            if query.gain == 0:
-                _count_unranked(recommender, query, tally)
-                continue
             batch.append(query)
             if len(batch) >= batch_states:
                 _score_batch(recommender, batch, tally, _still(reference, reference_rows, tally))
@@ -129,14 +128,6 @@ def evaluate_sessions(
 def _still(reference: Reference | None, limit: int | None, tally: _Tally) -> Reference | None:
     """The reference while fewer than ``limit`` rows have been checked against it."""
     return reference if limit is None or tally.checked < limit else None
-
-
-def _count_unranked(recommender: Recommender, query: Query, tally: _Tally) -> None:
-    """A query whose next track was skipped early: it only counts towards candidate recall."""
-    art = recommender.artifacts
-    cands = generate_candidates(state_context(query.state, art), art, recommender.candidates)
-    tally.queries += 1
-    tally.in_candidates += int(art.index.get(query.next_track, -1) in set(cands.tracks.tolist()))
 
 
 def _score_batch(
@@ -152,15 +143,20 @@ def _score_batch(
             tally.max_diff = max(tally.max_diff, float(np.abs(expected - actual).max()))
             tally.checked += len(actual)
     for query, item in zip(batch, scored, strict=True):
-        tally.rows += len(item.scores)
         target = art.index.get(query.next_track, -1)
         found = np.flatnonzero(item.candidates.tracks == target)
         tally.queries += 1
+        tally.in_candidates += len(found) > 0
+        if query.next_track not in query.state.played:
+            tally.non_repeat += 1
+            tally.non_repeat_in_candidates += len(found) > 0
+        if query.gain == 0:
+            continue  # skipped early: it only counts towards candidate recall
+        tally.rows += len(item.scores)
         tally.positive += 1
         tally.listened += query.gain == 2
         if len(found) == 0:
             continue
-        tally.in_candidates += 1
         tally.positive_in_candidates += 1
         for method, rank in method_ranks(item, art, int(found[0])).items():
             if rank <= CUTOFF:
@@ -201,6 +197,7 @@ def _summarise(tally: _Tally, sessions: int, candidates: int, with_parity: bool)
         candidates=candidates,
         candidate_recall=tally.in_candidates / max(tally.queries, 1),
         candidate_recall_positive=tally.positive_in_candidates / pos,
+        candidate_recall_non_repeat=tally.non_repeat_in_candidates / max(tally.non_repeat, 1),
         ndcg_at_10={m: tally.ndcg[m] / pos for m in METHODS},
         hitrate_at_10={m: tally.hits[m] / listened for m in METHODS},
         rows_scored=tally.rows,
@@ -239,8 +236,9 @@ def report_markdown(evaluation: Evaluation, context: dict[str, Any]) -> str:
         "",
         f"Candidate recall@{e.candidates}: **{e.candidate_recall:.4f}** of all queries have the "
         f"actual next track among the candidates ({e.candidate_recall_positive:.4f} of the "
-        "queries with a positive gain). Tracks already played in the session are never "
-        "candidates, so repeats count as misses.",
+        f"queries with a positive gain; **{e.candidate_recall_non_repeat:.4f}** of those whose "
+        "next track was not played before in the session). Tracks already played in the "
+        "session are never candidates, so repeats count as misses.",
         "",
         "| method | NDCG@10 (graded) | HitRate@10 (listened) |",
         "|---|---|---|",
@@ -346,6 +344,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     evaluation = evaluate_sessions(recommender, test, progress=not args.no_progress)
     served = evaluate_served(recommender, train, test, progress=not args.no_progress)
     evaluation.served = served.to_json()
+    # The ablation is made by `nowplaying train --ablation` (it needs the training rows): kept.
+    previous = (recommender.metadata.get("metrics") or {}).get("served") or {}
+    if previous.get("ablation"):
+        evaluation.served["ablation"] = previous["ablation"]
     write_report(
         version_dir,
         evaluation,

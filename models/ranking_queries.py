@@ -13,7 +13,7 @@ session log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -83,15 +83,20 @@ def training_data(
     seed: int,
     max_queries: int | None = None,
     per_session: int | None = None,
+    sequence: Callable[[Sequence[Query]], F32] | None = None,
+    hard_negatives: int = 0,
 ) -> RankingData:
     """Rows for the queries whose next track can be recommended and has a positive gain.
 
     Candidates come from the generator plus the actual next track (label ``gain``; all others 0).
-    With ``negatives`` set, only that many generator candidates (sampled, seeded) are kept besides
-    the positive. Queries whose next track is unknown to the artifacts, was already played in the
-    session (never recommended), or was skipped early (gain 0: no ranking signal) are left out.
+    With ``negatives`` set, only that many generator candidates are kept besides the positive:
+    the first ``hard_negatives`` of the generator's list (its strongest proposals: n-gram
+    continuations, then the best co-listen scores), the rest sampled (seeded) from the others.
+    Queries whose next track is unknown to the artifacts, was already played in the session
+    (never recommended), or was skipped early (gain 0: no ranking signal) are left out.
     ``per_session`` keeps at most that many of a session's queries (sampled, seeded);
-    ``max_queries`` stops after that many queries.
+    ``max_queries`` stops after that many queries. ``sequence`` gives the sequence model's
+    scores ``[len(chunk), artifacts.n_tracks]`` of a chunk of queries (None: no sequence model).
     """
     rng = np.random.default_rng(seed)
     parts_rows: list[F32] = []
@@ -103,14 +108,20 @@ def training_data(
     # stream worker runs; contexts are large, so only one chunk's are held).
     for start in range(0, len(eligible), _ROW_BATCH):
         chunk = eligible[start : start + _ROW_BATCH]
-        contexts = state_contexts([q.state for q in chunk], artifacts)
+        scores = sequence(chunk) if sequence is not None else None
+        contexts = state_contexts([q.state for q in chunk], artifacts, scores)
         generated = generate_candidates_many(contexts, artifacts, candidates)
         chunk_tracks: list[I32] = []
         for query, cands in zip(chunk, generated, strict=True):
             positive = artifacts.index[query.next_track]
             others = cands.tracks[cands.tracks != positive]
             if negatives is not None and len(others) > negatives:
-                others = others[rng.permutation(len(others))[:negatives]]
+                hard = min(hard_negatives, negatives)
+                rest = others[hard:]
+                others = np.concatenate(
+                    [others[:hard], rest[rng.permutation(len(rest))[: negatives - hard]]]
+                )
+                others = others[rng.permutation(len(others))]
             # The positive goes to a random place among the (randomly ordered) negatives.
             at = int(rng.integers(0, len(others) + 1))
             tracks = np.insert(others, at, positive).astype(np.int32)

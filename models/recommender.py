@@ -1,13 +1,16 @@
 """The recommender the stream worker calls per batch: session states in, top-K lists out.
 
-Loaded once from a model version folder (``model.onnx``, ``metadata.json``, track artifacts). For
-a batch of states it generates each state's candidates (:mod:`features.candidates`), builds their
-feature rows (:mod:`features.rows`) and scores ALL rows of the batch in ONE onnxruntime call.
+Loaded once from a model version folder (``model.onnx``, ``metadata.json``, track artifacts and,
+when the version has one, the sequence model ``sequence.onnx``). For a batch of states it runs
+the sequence model once (one ONNX call: a score for every track and state), generates each
+state's candidates (:mod:`features.candidates`), builds their feature rows (:mod:`features.rows`)
+and scores ALL rows of the batch in ONE onnxruntime call.
 
 Lists are deterministic: sorted by score descending, ties broken by track id, so recomputing from
 the same state gives the identical list. ``Recommendation.source`` names the generator that
-proposed the track: ``colisten``, ``taste`` or ``popular`` (a new session, or one whose tracks the
-model does not know, gets popular tracks).
+proposed the track (:data:`features.candidates.SOURCES`: ``ngram``, ``colisten``, ``sequence``,
+``knn``, ``two_step``, ``taste`` or ``popular``; a new session, or one whose tracks the model does
+not know, gets popular tracks).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -36,6 +39,15 @@ from models.export import onnx_input_width, onnx_scores, onnx_session
 from models.registry import METADATA_FILE, MODEL_FILE
 from nowplaying import metrics
 from nowplaying.events import Recommendation
+
+#: The sequence model of a version folder (models.sequence.scorer.SEQUENCE_MODEL_FILE).
+SEQUENCE_FILE: Final = "sequence.onnx"
+
+
+class SequenceScores(Protocol):
+    """The sequence model seam: a score for every track, one row per state (one ONNX call)."""
+
+    def scores(self, states: Sequence[SessionState], artifacts: TrackArtifacts) -> F32: ...
 
 
 class ModelMismatchError(ValueError):
@@ -63,6 +75,7 @@ class Recommender:
         metadata: dict[str, Any],
         *,
         candidates: int = DEFAULT_CANDIDATES,
+        sequence: SequenceScores | None = None,
     ) -> None:
         check_metadata(metadata)
         width = onnx_input_width(session)
@@ -72,6 +85,7 @@ class Recommender:
         self.artifacts = artifacts
         self.metadata = metadata
         self.candidates = candidates
+        self.sequence = sequence
         self.model_version = str(metadata["version"])
         self.feature_version = str(metadata["feature_version"])
         self._track_ids = np.array(artifacts.track_ids, dtype=object)
@@ -85,11 +99,14 @@ class Recommender:
         check_metadata(metadata)
         artifacts = TrackArtifacts.load(version_dir)
         session = onnx_session(version_dir / MODEL_FILE, intra_op_threads)
-        return cls(session, artifacts, metadata, candidates=candidates)
+        sequence = load_sequence(version_dir, intra_op_threads)
+        return cls(session, artifacts, metadata, candidates=candidates, sequence=sequence)
 
     def score(self, states: Sequence[SessionState], *, keep_rows: bool = False) -> list[Scored]:
-        """Candidates and scores for each state; one onnxruntime call for the whole batch."""
-        contexts = state_contexts(states, self.artifacts)
+        """Candidates and scores for each state; one onnxruntime call for the whole batch (and
+        one of the sequence model, when there is one)."""
+        sequence = self.sequence.scores(states, self.artifacts) if self.sequence else None
+        contexts = state_contexts(states, self.artifacts, sequence)
         cands = generate_candidates_many(contexts, self.artifacts, self.candidates)
         for k in cands:
             metrics.CANDIDATES.observe(len(k))
@@ -142,6 +159,17 @@ class Recommender:
         metrics.INFERENCE.observe(time.perf_counter() - started)
         metrics.INFERENCE_ROWS.observe(len(rows))
         return scores
+
+
+def load_sequence(version_dir: Path, intra_op_threads: int = 1) -> SequenceScores | None:
+    """The version's sequence model (``sequence.onnx``), or None when it has none."""
+    path = version_dir / SEQUENCE_FILE
+    if not path.exists():
+        return None
+    from models.sequence.scorer import SequenceScorer  # noqa: PLC0415 - only with the file
+
+    scorer: SequenceScores = SequenceScorer.load(path, intra_op_threads=intra_op_threads)
+    return scorer
 
 
 def check_metadata(metadata: dict[str, Any]) -> None:

@@ -31,7 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from models.baselines import BASELINES, Catalogue, Method, top_k
+from features.session import SessionState
+from models.baselines import BASELINES, Catalogue, Method, Proposal, StateAwareScorer, top_k
 from models.labelled_sessions import Session
 from models.ranking_metrics import (
     CUTOFF,
@@ -48,6 +49,12 @@ from models.ranking_queries import Query, session_queries
 from models.recommender import Recommender
 
 SERVED: Final = "served"
+#: The version's sequence model alone: its top 10 over the catalogue, played tracks excluded.
+SEQUENCE: Final = "sequence"
+SERVED_SEQUENCE: Final = (
+    "the served version's sequence model alone (sequence.onnx, the model whose scores the "
+    "ranker reads): the catalogue by its logits, played tracks excluded"
+)
 SUBSETS: Final = ("all", "non_repeat", "listened")
 #: The worker's default batch (NP_BATCH_MAX_EVENTS).
 DEFAULT_BATCH_STATES: Final = 200
@@ -120,18 +127,29 @@ def evaluate_served(
     )
     for method in methods:
         started = time.process_time()
-        scorer = method.fit(train, catalogue)
+        served_sequence = (
+            method.name == SEQUENCE
+            and recommender.sequence is not None
+            and recommender.artifacts.track_ids == catalogue.track_ids
+        )
+        scorer = ServedSequence(recommender) if served_sequence else method.fit(train, catalogue)
         fitted = time.process_time() - started
         bar = tqdm(queries.prefixes, desc=method.name, disable=not progress, leave=False)
         found = np.zeros(len(queries.items), np.int64)
+        by_state = scorer.propose_state if isinstance(scorer, StateAwareScorer) else None
         started = time.process_time()
         for i, prefix in enumerate(bar):
-            top = top_k(scorer.propose(prefix), catalogue, prefix, CUTOFF)
+            item = queries.items[i]
+            proposal = by_state(prefix, item.state) if by_state else scorer.propose(prefix)
+            top = top_k(proposal, catalogue, prefix, CUTOFF)
             found[i] = _rank_in(top, int(queries.targets[i]))
         elapsed = time.process_time() - started
         ranks[method.name] = found
         results[method.name] = MethodResult(
-            method.description, {}, _ms_per(elapsed, len(found)), round(fitted, 3)
+            SERVED_SEQUENCE if served_sequence else method.description,
+            {},
+            _ms_per(elapsed, len(found)),
+            round(fitted, 3),
         )
     for name, method_ranks in ranks.items():
         figures = estimates(bootstrap, method_ranks, queries.gains, queries.subsets)
@@ -202,6 +220,23 @@ def _served_ranks(
         bar.update(len(batch))
     bar.close()
     return found, _ms_per(elapsed, len(found))
+
+
+class ServedSequence:
+    """The served version's own sequence model as the ``sequence`` baseline (the model whose
+    scores the ranker reads), instead of fitting another one: the catalogue by its logits."""
+
+    def __init__(self, recommender: Recommender) -> None:
+        assert recommender.sequence is not None
+        self._sequence = recommender.sequence
+        self._artifacts = recommender.artifacts
+
+    def propose(self, prefix: I64) -> Proposal:
+        raise NotImplementedError("the served sequence model reads the session state")
+
+    def propose_state(self, prefix: I64, state: SessionState) -> Proposal:
+        scores = self._sequence.scores([state], self._artifacts)[0]
+        return Proposal.dense(scores.astype(np.float64))
 
 
 def _rank_in(top: I64, target: int) -> int:

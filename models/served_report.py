@@ -66,6 +66,30 @@ def served_markdown(served: dict[str, Any]) -> list[str]:
             )
     lines += ["", *comparison_lines(served), "", "Methods:", ""]
     lines += [f"* `{name}`: {result['description']}" for name, result in methods.items()]
+    return lines + ablation_lines(served)
+
+
+def ablation_lines(served: dict[str, Any], subset: str = "non_repeat") -> list[str]:
+    """The ablation table (models.ablation), when the run made one."""
+    table: dict[str, Any] = served.get("ablation") or {}
+    if not table:
+        return []
+    lines = [
+        "",
+        f"### Ablation: the ranker without feature groups ({SUBSET_TITLES[subset]})",
+        "",
+        "The same training and validation rows with the group's columns zeroed, the same "
+        "LightGBM recipe and seed, the same candidates; served lists of the test split.",
+        "",
+        "| ranker | trees | HR@10 | MRR@10 | NDCG@10 (graded) | CPU ms/query |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in table.items():
+        f = row["figures"][subset]
+        lines.append(
+            f"| {name} | {row['trees']} | {_cell(f['hr'])} | {_cell(f['mrr'])} | "
+            f"{_cell(f['ndcg'])} | {row['cpu_ms_per_query']:.3f} |"
+        )
     return lines
 
 
@@ -107,7 +131,11 @@ def served_table(served: dict[str, Any], subset: str = "non_repeat") -> str:
             f"{name:<14} {_cell(f['hr']):>23} {_cell(f['mrr']):>23} {_cell(f['ndcg']):>23} "
             f"{result['cpu_ms_per_query']:>9.3f}"
         )
-    return "\n".join(rows + comparison_lines(served))
+    ablation = [
+        f"{name:<22} MRR@10 {_cell(row['figures'][subset]['mrr'])}"
+        for name, row in (served.get("ablation") or {}).items()
+    ]
+    return "\n".join(rows + comparison_lines(served) + ablation)
 
 
 def plot_served(ax: Axes, served: dict[str, Any], subset: str = "non_repeat") -> None:

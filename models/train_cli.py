@@ -39,6 +39,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         early_stopping_rounds=getattr(
             args, "early_stopping_rounds", TrainConfig.early_stopping_rounds
         ),
+        sequence=not getattr(args, "no_sequence", False),
+        sequence_epochs=getattr(args, "sequence_epochs", None) or TrainConfig.sequence_epochs,
+        ablation=getattr(args, "ablation", False),
     )
     data_info = {
         "description": description,

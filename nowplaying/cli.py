@@ -65,11 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many rounds without a better validation NDCG@10 (0: train all)",
     )
     p.add_argument(
-        "--negatives", type=int, default=16, help="sampled candidates per training query"
+        "--negatives", type=int, default=20, help="generator candidates per training query"
     )
     p.add_argument("--folds", type=int, default=4, help="out-of-fold artifact folds (1: none)")
     p.add_argument("--threads", type=int, default=1, help="LightGBM threads (0: all cores)")
     p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
+    p.add_argument("--no-sequence", action="store_true", help="no sequence model (its features 0)")
+    p.add_argument(
+        "--sequence-epochs", type=int, default=None, help="sequence model epochs (default 2)"
+    )
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also train and evaluate the ranker without the sequence / higher-order features",
+    )
     p.add_argument(
         "--no-publish",
         action="store_true",

@@ -10,8 +10,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from models.baselines.base import Catalogue, Method, NextTrackScorer, Proposal, top_k
+from models.baselines.base import (
+    Catalogue,
+    Method,
+    NextTrackScorer,
+    Proposal,
+    StateAwareScorer,
+    top_k,
+)
 from models.baselines.knn import SessionKnn
+from models.baselines.sequence import SequenceModel
 from models.baselines.simple import EmbeddingSimilarity, Popularity
 from models.baselines.transitions import Transitions
 
@@ -47,6 +55,11 @@ BASELINES: Final[tuple[Method, ...]] = (
         "cosine to the current track, PPMI-SVD track embeddings (32 dimensions)",
         EmbeddingSimilarity.fit,
     ),
+    Method(
+        "sequence",
+        "the next-track sequence model alone: GRU over tracks and outcomes, full softmax",
+        SequenceModel.fit,
+    ),
 )
 
 __all__ = [
@@ -57,7 +70,9 @@ __all__ = [
     "NextTrackScorer",
     "Popularity",
     "Proposal",
+    "SequenceModel",
     "SessionKnn",
+    "StateAwareScorer",
     "Transitions",
     "top_k",
 ]

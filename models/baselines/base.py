@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from features.artifacts import SessionLike
+from features.session import SessionState
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -98,6 +99,14 @@ class NextTrackScorer(Protocol):
     """A fitted method: proposes tracks to play after a session prefix."""
 
     def propose(self, prefix: I64) -> Proposal: ...
+
+
+@runtime_checkable
+class StateAwareScorer(NextTrackScorer, Protocol):
+    """A scorer that also reads the session state the stream holds (e.g. earlier outcomes);
+    the evaluation calls :meth:`propose_state` instead of ``propose`` when a scorer has it."""
+
+    def propose_state(self, prefix: I64, state: SessionState) -> Proposal: ...
 
 
 @dataclass(frozen=True)

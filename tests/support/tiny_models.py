@@ -19,7 +19,13 @@ def train_tiny(registry: Path, *, seed: int, trees: int, publish: bool = False) 
     """Train one tiny model into ``registry``; returns its version folder. Different seeds or
     tree counts give different models (and scores) on the same synthetic sample."""
     config = TrainConfig(
-        trees=trees, folds=1, negatives=10, early_stopping_rounds=trees, seed=seed, workers=1
+        trees=trees,
+        folds=1,
+        negatives=10,
+        early_stopping_rounds=trees,
+        seed=seed,
+        workers=1,
+        sequence=False,  # the registry and A/B tests need no sequence model
     )
     return train_model(
         synthetic_sessions(TINY_SESSIONS, seed=7),

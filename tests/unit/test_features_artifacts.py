@@ -98,3 +98,55 @@ def test_fit_is_deterministic_and_save_load_round_trips(tmp_path: Path) -> None:
     assert loaded.params == art.params
     for name in ("plays", "skip_rate", "trans_keys", "trans_count", "embedding_table", "popular"):
         assert np.array_equal(getattr(loaded, name), getattr(art, name)), name
+
+
+def test_higher_order_and_skip_aware_transitions_count_the_training_plays(
+    artifacts: TrackArtifacts,
+) -> None:
+    a, b, c, d = (artifacts.index[t] for t in "abcd")
+    two = artifacts.ngram2
+    codes = two.context_codes(np.array([[a, b], [b, c], [-1, b]], np.int64))
+    assert codes[2] == -1
+    # (a, b) -> c once (session 1), (a, b) -> d once (session 2); (b, c) never continued.
+    counts = two.pair_counts(codes[[0, 0, 0, 1, 2]], np.array([c, d, a, a, c], np.int64))
+    assert counts.tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert two.totals(codes).tolist() == [2.0, 0.0, 0.0]
+    lo, hi = two.spans(codes[:1])
+    assert sorted((two.keys[lo[0] : hi[0]] % artifacts.n_tracks).tolist()) == [c, d]
+    assert artifacts.ngram3.keys.size == 0  # no session has four plays
+    # b -> c twice: after a listened b (session 3) and after a listened b (session 1);
+    # b -> d once, after b was skipped late (session 2).
+    succ, _ = artifacts.successors(b)
+    lo_b = artifacts.trans_indptr[b]
+    values = artifacts.trans_after_skip[lo_b : lo_b + len(succ)].tolist()
+    after_skip = dict(zip(succ.tolist(), values, strict=True))
+    assert after_skip == {c: 0.0, d: 1.0}
+
+
+def test_new_artifacts_see_nothing_of_sessions_they_are_not_fitted_on() -> None:
+    """Transitions planted in test sessions only reach neither the n-gram tables, the
+    skip-aware counts nor the session index."""
+    train = synthetic_sessions(120, seed=5)
+    planted = [
+        session(f"test-{i}", ("syn-t1", "listened"), ("syn-t2", "skip_early"), ("new", "listened"))
+        for i in range(30)
+    ]
+    art = fit_artifacts(train, embedding_dim=4)
+    assert "new" not in art.index
+    t1, t2 = art.index["syn-t1"], art.index["syn-t2"]
+    code = art.ngram2.context_codes(np.array([[t1, t2]], np.int64))
+    with_test = fit_artifacts(train + planted, embedding_dim=4)
+    assert (
+        with_test.ngram2.totals(
+            with_test.ngram2.context_codes(
+                np.array([[with_test.index["syn-t1"], with_test.index["syn-t2"]]], np.int64)
+            )
+        )[0]
+        >= 30
+    )  # the plant is visible when fitted on it ...
+    assert art.ngram2.totals(code)[0] < 30  # ... and absent otherwise
+    assert art.session_indptr[-1] == sum(len({p.track_id for p in s.plays}) for s in train)
+    assert len(art.session_indptr) == len(train) + 1
+    assert float(art.trans_after_skip.sum()) == sum(
+        p.outcome != "listened" for s in train for p in s.plays[:-1]
+    )

@@ -16,9 +16,15 @@ from features.artifacts import TrackArtifacts, fit_artifacts
 from features.candidates import (
     COLISTEN,
     COLISTEN_QUOTA,
+    KNN,
+    KNN_QUOTA,
+    NGRAM,
+    NGRAM_QUOTA,
     POPULAR,
     TASTE,
     TASTE_QUOTA,
+    TWO_STEP,
+    TWO_STEP_QUOTA,
     Candidates,
     generate_candidates,
     generate_candidates_many,
@@ -144,9 +150,25 @@ def test_a_batch_gives_each_state_what_it_gets_alone(
     assert bits_equal(np.vstack(parts), rows)
 
 
+def reference_ngram(ctx: StateContext, artifacts: TrackArtifacts) -> np.ndarray:
+    """Order-3 count * 4096 + min(order-2 count, 4095), counted from the tables' keys."""
+    n = artifacts.n_tracks
+    scores = np.zeros(n, np.float64)
+    for table, code, scale in (
+        (artifacts.ngram3, ctx.context3, 4096),
+        (artifacts.ngram2, ctx.context2, 1),
+    ):
+        if code < 0:
+            continue
+        for key, count in zip(table.keys.tolist(), table.counts.tolist(), strict=True):
+            if key // n == code:
+                scores[key % n] += count * scale if scale > 1 else min(count, 4095)
+    return scores
+
+
 def reference_candidates(ctx: StateContext, artifacts: TrackArtifacts, n: int) -> Candidates:
-    """The one-state definition: co-listen, then taste, then popular, each skipping tracks
-    played or already proposed."""
+    """The one-state definition: n-gram, co-listen, kNN, two-step, taste, then popular, each
+    skipping tracks played or already proposed."""
     taken = np.zeros(artifacts.n_tracks, dtype=bool)
     taken[ctx.played] = True
     picks: list[np.ndarray] = []
@@ -156,20 +178,28 @@ def reference_candidates(ctx: StateContext, artifacts: TrackArtifacts, n: int) -
         taken[fresh] = True
         picks.append(fresh.astype(np.int32))
 
-    scores = ctx.colisten[:-1]
-    nonzero = np.flatnonzero(scores)
-    take(nonzero[np.lexsort((nonzero, -scores[nonzero]))], min(COLISTEN_QUOTA, n))
+    def rest() -> int:
+        return n - sum(len(p) for p in picks)
+
+    for scores, quota in (
+        (reference_ngram(ctx, artifacts), NGRAM_QUOTA),
+        (ctx.colisten[:-1], COLISTEN_QUOTA),
+        (ctx.knn[:-1], KNN_QUOTA),
+        (ctx.two_step[:-1], TWO_STEP_QUOTA),
+    ):
+        nonzero = np.flatnonzero(scores > 0)
+        take(nonzero[np.lexsort((nonzero, -scores[nonzero]))], min(quota, rest()))
     listened = ctx.directions[:, 1]
     direction = listened if listened.any() else ctx.directions[:, 3]
     if direction.any():
         sims = artifacts.embeddings @ direction.astype(np.float32)
-        k = min(TASTE_QUOTA + len(ctx.played), len(sims))
-        part = np.argpartition(-sims, k - 1)[:k]
-        take(part[np.lexsort((part, -sims[part]))], min(TASTE_QUOTA, n - len(picks[0])))
+        order = np.lexsort((np.arange(len(sims)), -sims))
+        take(order, min(TASTE_QUOTA, rest()))
     else:
         picks.append(np.empty(0, np.int32))
-    take(artifacts.popular, n - len(picks[0]) - len(picks[1]))
-    sources = np.repeat(np.array([COLISTEN, TASTE, POPULAR], np.int8), [len(p) for p in picks])
+    take(artifacts.popular, rest())
+    kinds = [NGRAM, COLISTEN, KNN, TWO_STEP, TASTE, POPULAR]
+    sources = np.repeat(np.array(kinds, np.int8), [len(p) for p in picks])
     return Candidates(np.concatenate(picks), sources)
 
 
@@ -196,7 +226,7 @@ def test_batch_candidates_and_co_listen_scores_follow_the_one_state_definition(
         assert bits_equal(ctx.colisten, reference_colisten(state, artifacts))
     # The edited states do exercise exclusions and every source.
     sources = np.concatenate([k.sources for k in generate_candidates_many(contexts, artifacts)])
-    assert set(sources.tolist()) == {COLISTEN, TASTE, POPULAR}
+    assert set(sources.tolist()) == {NGRAM, COLISTEN, KNN, TWO_STEP, TASTE, POPULAR}
 
 
 def test_transition_rows_list_each_sources_row_and_the_predecessor_csr_is_the_transpose(

@@ -9,6 +9,7 @@ bit for bit, on real sessions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 from features.artifacts import TrackArtifacts, fit_artifacts
 from features.candidates import generate_candidates
 from features.context import state_context
-from features.rows import rows_for
+from features.rows import FEATURE_NAMES, rows_for
 from features.session import (
     SessionState,
     apply_event,
@@ -39,14 +40,45 @@ def real_sessions() -> list[Session]:
     pytest.fail(f"the real sessions are needed for the parity test: {REAL_MSSD} is missing")
 
 
-@pytest.fixture(scope="module", params=["real", "synthetic"])
+class StateScores:
+    """A stand-in sequence model: a score per track that is a pure function of the state (the
+    embedding similarity to the recent tracks, weighted by position), like the real model's
+    ONNX scores of a state."""
+
+    def scores(self, states: Sequence[SessionState], artifacts: TrackArtifacts) -> np.ndarray:
+        out = np.empty((len(states), artifacts.n_tracks), np.float32)
+        table = artifacts.embedding_table64
+        for b, state in enumerate(states):
+            recent = artifacts.indices_of(state.recent_tracks)
+            weights = np.arange(1, len(recent) + 1, dtype=np.float64)
+            out[b] = table[:-1] @ (weights @ table[recent]) if len(recent) else 0.0
+        return out
+
+
+SEQUENCE: StateScores | None = None
+
+
+@pytest.fixture(scope="module", params=["real", "synthetic", "real+sequence"])
 def setup(request: pytest.FixtureRequest) -> tuple[list[Session], TrackArtifacts, RankingData]:
-    sessions = real_sessions() if request.param == "real" else synthetic_sessions(300)
+    global SEQUENCE  # noqa: PLW0603 - the variant the module's tests run
+    SEQUENCE = StateScores() if request.param.endswith("sequence") else None
+    sessions = real_sessions() if request.param.startswith("real") else synthetic_sessions(300)
     train, _, test = split_sessions(sessions)
     artifacts = fit_artifacts(train)
     held_out = test[:40] + train[:40]  # unseen and seen sessions alike
     queries = [q for s in held_out for q in session_queries(s)]
-    data = training_data(queries, artifacts, negatives=25, candidates=200, seed=3)
+    scorer = SEQUENCE
+    data = training_data(
+        queries,
+        artifacts,
+        negatives=25,
+        hard_negatives=10,
+        candidates=200,
+        seed=3,
+        sequence=None
+        if scorer is None
+        else (lambda chunk: scorer.scores([q.state for q in chunk], artifacts)),
+    )
     return held_out, artifacts, data
 
 
@@ -88,7 +120,8 @@ def test_online_rows_equal_training_rows_at_every_prefix(
                 continue  # not a training query (last play, early skip, repeat)
             lo, hi = span
             tracks = data.tracks[lo:hi]
-            ctx = state_context(state, artifacts)
+            seq = None if SEQUENCE is None else SEQUENCE.scores([state], artifacts)
+            ctx = state_context(state, artifacts, seq)
             assert np.array_equal(rows_for(ctx, tracks, artifacts), data.rows[lo:hi])
             # The negatives are the generator's own candidates for this state, and the rows
             # the worker scores for the full list hold the very same values.
@@ -102,6 +135,8 @@ def test_online_rows_equal_training_rows_at_every_prefix(
             assert np.array_equal(picked, data.rows[lo:hi][labels == 0])
             compared += 1
     assert compared >= 0.3 * data.n_queries
+    seq_logit = data.rows[:, FEATURE_NAMES.index("seq_logit")]
+    assert seq_logit.any() == (SEQUENCE is not None)
     assert compared > 50
 
 

@@ -30,7 +30,9 @@ def sessions() -> list[Session]:
 
 @pytest.fixture(scope="module")
 def version_dir(tmp_path_factory: pytest.TempPathFactory, sessions: list[Session]) -> Path:
-    config = TrainConfig(trees=20, folds=2, negatives=15, early_stopping_rounds=10)
+    config = TrainConfig(
+        trees=20, folds=2, negatives=15, early_stopping_rounds=10, sequence_epochs=1
+    )
     return train_model(sessions, tmp_path_factory.mktemp("registry"), config=config, evaluate=False)
 
 
@@ -135,4 +137,4 @@ def test_model_version_and_feature_version_come_from_the_metadata(
     recommender: Recommender, version_dir: Path
 ) -> None:
     assert recommender.model_version == version_dir.name
-    assert recommender.feature_version == "1"
+    assert recommender.feature_version == "2"

@@ -17,11 +17,13 @@ from models.evaluate import CHART_FILE, METRICS_FILE, REPORT_FILE
 from models.export import onnx_scores, onnx_session
 from models.labelled_sessions import LabelledPlay, Session, split_sessions
 from models.ranking_queries import RankingData, session_queries, training_data
+from models.recommender import SEQUENCE_FILE
 from models.registry import LATEST, LIGHTGBM_FILE, MODEL_FILE, resolve_version_dir
 from models.train import TrainConfig, fit_ranker, train_model
+from models.train_sequence import SEQUENCE_HALVES, half_of, sessions_for
 from nowplaying.cli import main
 
-TINY = TrainConfig(trees=30, folds=2, negatives=20, early_stopping_rounds=10)
+TINY = TrainConfig(trees=30, folds=2, negatives=20, early_stopping_rounds=10, sequence_epochs=1)
 LEAK_FROM, LEAK_TO = "leak-source-track", "leak-target-track"
 #: registry, version folder, the sessions trained on, a transition only test sessions hold
 Trained = tuple[Path, Path, list[Session], tuple[str, str]]
@@ -163,3 +165,26 @@ def test_early_stopping_can_be_turned_off_to_keep_every_tree() -> None:
     stopped = fit_ranker(train, val, replace(TINY, trees=200, early_stopping_rounds=3), False)
     assert kept.num_trees() == 25
     assert stopped.num_trees() < 200
+
+
+def test_the_sequence_model_is_trained_on_the_training_split_only_and_out_of_fold(
+    trained: Trained,
+) -> None:
+    _, version_dir, sessions, _ = trained
+    train, _, test = split_sessions(sessions, seed=TINY.seed)
+    meta = json.loads((version_dir / "metadata.json").read_text())
+    assert (version_dir / SEQUENCE_FILE).exists()
+    sequence = meta["sequence"]
+    assert sequence["serving"]["sessions"] == len(train)  # never a validation or test session
+    halves = [h["sessions"] for h in sequence["halves"]]
+    assert sum(halves) == len(train) and all(0 < h < len(train) for h in halves)
+    # The half model that scores a training session's queries never saw that session.
+    seed = sequence["half_seed"]
+    for k in range(SEQUENCE_HALVES):
+        seen = {s.session_id for s in sessions_for(train, k, seed)}
+        scored = {s.session_id for s in train if half_of(s.session_id, seed) == k}
+        assert scored and not seen & scored
+    planted = {s.session_id for s in test if any(p.track_id == LEAK_FROM for p in s.plays)}
+    assert planted and not planted & {s.session_id for s in sessions_for(train, -1, seed)}
+    served = meta["metrics"]["served"]["methods"]
+    assert "sequence" in served  # the sequence model alone, next to the served lists

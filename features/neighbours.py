@@ -1,0 +1,123 @@
+"""Session neighbourhood and two-step transition scores, for a batch of states at once.
+
+* V-SKNN (Ludewig & Jannach 2018; the ``v-sknn`` baseline of :mod:`models.baselines.knn`) over
+  the state's recent tracks (the last :data:`features.session.RECENT_TRACKS` started, oldest
+  first): the track at position ``p`` of ``L`` weighs ``p / L`` (a repeated track keeps its
+  latest position); of the training sessions sharing a track with it, the
+  :data:`KNN_SAMPLE` latest (in training order); similarity = the weighted overlap divided by
+  the number of distinct recent tracks; the :data:`KNN_NEIGHBOURS` most similar (ties: the
+  later session); a track's score = the sum of the similarities of the neighbours holding it.
+* Two-step transitions: ``P(current -> x -> t)`` with ``P`` the training transitions normalised
+  per source (the tracks that usually come two steps later).
+
+Both are sparse products (``scipy.sparse``) computed per row in a fixed order, so a state's
+scores do not depend on the other states of its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+F32 = NDArray[np.float32]
+I32 = NDArray[np.int32]
+I64 = NDArray[np.int64]
+
+KNN_NEIGHBOURS: Final = 100
+KNN_SAMPLE: Final = 500
+
+
+@dataclass(frozen=True, eq=False)
+class SessionIndex:
+    """The training sessions' distinct tracks as binary sparse matrices, both ways."""
+
+    by_session: sp.csr_matrix  # [S, T]
+    by_track: sp.csr_matrix  # [T, S]
+
+    @classmethod
+    def of(cls, indptr: I64, indices: I32, n_tracks: int) -> SessionIndex:
+        n_sessions = len(indptr) - 1
+        data = np.ones(len(indices), np.float64)
+        by_session = sp.csr_matrix((data, indices, indptr), shape=(n_sessions, n_tracks))
+        by_track = by_session.T.tocsr()
+        by_track.sort_indices()
+        return cls(by_session, by_track)
+
+
+def session_tracks(seqs: Sequence[I32]) -> tuple[I64, I32]:
+    """CSR (indptr, sorted distinct track indices) of each sequence."""
+    distinct = [np.unique(s) for s in seqs]
+    indptr = np.zeros(len(distinct) + 1, np.int64)
+    np.cumsum([len(d) for d in distinct], out=indptr[1:])
+    indices = np.concatenate(distinct).astype(np.int32) if distinct else np.empty(0, np.int32)
+    return indptr, indices
+
+
+def vsknn_scores(recents: Sequence[I32], index: SessionIndex, width: int) -> F32:
+    """[B, width] V-SKNN scores of every track (columns past the catalogue stay 0)."""
+    n_states = len(recents)
+    n_tracks = index.by_track.shape[0]
+    rows: list[int] = []
+    cols: list[int] = []
+    values: list[float] = []
+    for b, recent in enumerate(recents):
+        n = len(recent)
+        if n == 0:
+            continue
+        tracks, first = np.unique(recent[::-1], return_index=True)
+        weights = (n - first) / n / len(tracks)  # latest position p = n - first, over n
+        known = tracks >= 0
+        rows += [b] * int(known.sum())
+        cols += tracks[known].tolist()
+        values += weights[known].tolist()
+    out = np.zeros((n_states, width), np.float32)
+    if not rows:
+        return out
+    query = sp.csr_matrix((values, (rows, cols)), shape=(n_states, n_tracks))
+    overlap = (query @ index.by_track).tocsr()
+    overlap.sort_indices()
+    nb_rows: list[I64] = []
+    nb_cols: list[I64] = []
+    nb_vals: list[NDArray[np.float64]] = []
+    for b in range(n_states):
+        lo, hi = overlap.indptr[b], overlap.indptr[b + 1]
+        sessions = overlap.indices[lo:hi][-KNN_SAMPLE:]  # ascending: the latest last
+        sims = overlap.data[lo:hi][-KNN_SAMPLE:]
+        top = np.lexsort((-sessions, -sims))[:KNN_NEIGHBOURS]
+        nb_rows.append(np.full(len(top), b, np.int64))
+        nb_cols.append(sessions[top].astype(np.int64))
+        nb_vals.append(sims[top])
+    neighbours = sp.csr_matrix(
+        (np.concatenate(nb_vals), (np.concatenate(nb_rows), np.concatenate(nb_cols))),
+        shape=(n_states, index.by_session.shape[0]),
+    )
+    scores = (neighbours @ index.by_session).toarray()
+    out[:, :n_tracks] = scores
+    return out
+
+
+def transition_probabilities(
+    indptr: I64, indices: I32, counts: F32, out_count: F32
+) -> sp.csr_matrix:
+    """[T, T] ``count(a -> b) / transitions out of a``."""
+    n = len(indptr) - 1
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    data = counts.astype(np.float64) / np.maximum(out_count.astype(np.float64)[rows], 1.0)
+    return sp.csr_matrix((data, indices, indptr), shape=(n, n))
+
+
+def two_step_scores(currents: I64, probabilities: sp.csr_matrix, width: int) -> F32:
+    """[B, width] ``P(current -> x -> t)`` of every track t (0 rows for an unknown current)."""
+    out = np.zeros((len(currents), width), np.float32)
+    known = np.flatnonzero(currents >= 0)
+    if len(known) == 0:
+        return out
+    n = probabilities.shape[0]
+    step = (probabilities[currents[known]] @ probabilities).toarray()
+    out[known, :n] = step
+    return out
