@@ -323,6 +323,10 @@ def summary_table(evaluation: Evaluation) -> str:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """``nowplaying evaluate``: evaluate a model version on its data's test split."""
+    if getattr(args, "skip", False):
+        from models.skip.evaluation import run as run_skip  # noqa: PLC0415
+
+        return run_skip(settings, args)
     try:
         version_dir = args.model or resolve_version_dir(settings.model_dir, settings.model_version)
         recommender = Recommender.load(version_dir, intra_op_threads=settings.ort_intra_op_threads)

@@ -55,6 +55,7 @@ from models.registry import (
     publish_version,
 )
 from models.served_evaluation import evaluate_served
+from models.skip.train import add_skip_model
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class TrainConfig:
     #: the other processes (measured: 2 threads took 2.1x the wall time and 2.7x the CPU of 1).
     threads: int = 1
     workers: int = 0  # processes building the training folds; 0: one per core
+    skip_model: bool = True  # also train the skip-risk model (models.skip) into the version
 
 
 @dataclass
@@ -140,6 +142,17 @@ def train_model(
             artifacts.save(building)
             opsets = export_onnx(booster, N_FEATURES, building / MODEL_FILE)
             booster.save_model(str(building / LIGHTGBM_FILE))
+        if cfg.skip_model:
+            with timer("skip_model"):
+                add_skip_model(
+                    building,
+                    (train, val, test),
+                    artifacts,
+                    seed=cfg.seed,
+                    threads=cfg.threads,
+                    folds=cfg.folds,
+                    evaluate=evaluate,
+                )
         metadata: dict[str, Any] = {
             "version": version,
             "created_at": created.isoformat().replace("+00:00", "Z"),
