@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,10 +87,20 @@ class Recommender:
         session = onnx_session(version_dir / MODEL_FILE, intra_op_threads)
         return cls(session, artifacts, metadata, candidates=candidates)
 
-    def score(self, states: Sequence[SessionState], *, keep_rows: bool = False) -> list[Scored]:
-        """Candidates and scores for each state; one onnxruntime call for the whole batch."""
+    def score(
+        self,
+        states: Sequence[SessionState],
+        *,
+        keep_rows: bool = False,
+        extend: Callable[[Sequence[StateContext], list[Candidates]], list[Candidates]]
+        | None = None,
+    ) -> list[Scored]:
+        """Candidates and scores for each state; one onnxruntime call for the whole batch.
+        ``extend`` may add candidates to each state's (``models.steered``) before the rows."""
         contexts = state_contexts(states, self.artifacts)
         cands = generate_candidates_many(contexts, self.artifacts, self.candidates)
+        if extend is not None:
+            cands = extend(contexts, cands)
         for k in cands:
             metrics.CANDIDATES.observe(len(k))
         rows = rows_for_many(contexts, [k.tracks for k in cands], self.artifacts)
