@@ -10,8 +10,9 @@ standardised per list (zero mean, unit deviation), plus an intent term per activ
 * ``discover``: ``- discover * popularity percentile - discover_novelty * cosine(candidate,
   listened taste)``: less popular, and further from what the session knows;
 * ``familiar``: ``+ familiar * cosine(candidate, listened taste)``;
-* skip risk (a per-candidate predicted probability, from a skip-risk model): ``- skip_risk *
-  risk``;
+* automatic steering, when the session is going wrong (a per-candidate predicted probability of
+  an early skip, from a skip-risk model, ``models.skip.auto``): ``- skip_risk * risk -
+  away_from_skipped * cosine(candidate, skipped-tracks centroid)``; labelled ``auto``;
 
 then picks the top ``k`` greedily with maximal marginal relevance over the embeddings: each
 next pick maximises its combined score minus ``diversity`` times its largest cosine to the
@@ -44,8 +45,8 @@ from features.intents import ActiveIntent
 
 F64 = NDArray[np.float64]
 
-#: The label of a list shaped by a skip-risk vector.
-SKIP_RISK: Final = "skip_risk"
+#: The label of a list the automatic steering shaped (a skip-risk vector was given).
+AUTO: Final = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,8 @@ class SteeringConfig:
     discover: float = 1.5  # x popularity percentile (subtracted)
     discover_novelty: float = 0.5  # x cosine to the listened taste (subtracted)
     familiar: float = 1.5  # x cosine to the listened taste
-    skip_risk: float = 2.0  # x predicted skip risk (subtracted)
+    skip_risk: float = 2.0  # auto: x predicted skip risk (subtracted)
+    away_from_skipped: float = 1.0  # auto: x cosine to the skipped tracks' centroid (subtracted)
     diversity: float = 0.3  # MMR: x largest cosine to the tracks picked before (subtracted)
     extra_candidates: int = 40  # tracks added per intent that adds some
     discover_pool: int = 400  # discover: the taste's nearest tracks its extras come from
@@ -82,7 +84,8 @@ def steering_label(
     intents: Sequence[ActiveIntent], artifacts: TrackArtifacts, skip_risk: bool = False
 ) -> str | None:
     """What shapes a list: the kinds of the intents that can act (a track intent on a track
-    the artifacts do not know cannot), oldest first, then ``skip_risk``, joined by ``+``."""
+    the artifacts do not know cannot), oldest first, then ``auto`` (a skip-risk vector),
+    joined by ``+``."""
     kinds: list[str] = []
     for intent in intents:
         if intent.track_id is not None and intent.track_id not in artifacts.index:
@@ -90,7 +93,7 @@ def steering_label(
         if intent.kind != "reset" and intent.kind not in kinds:
             kinds.append(intent.kind)
     if skip_risk:
-        kinds.append(SKIP_RISK)
+        kinds.append(AUTO)
     return "+".join(kinds) or None
 
 
@@ -132,6 +135,7 @@ def steer(
             combined += config.familiar * (emb @ taste)
     if skip_risk is not None:
         combined -= config.skip_risk * skip_risk.astype(np.float64)
+        combined -= config.away_from_skipped * (emb @ ctx.directions[:, 2])
     order = _mmr(np.flatnonzero(keep), combined, emb, tracks, k=k, diversity=config.diversity)
     return SteeredOrder(order, combined[order], label)
 

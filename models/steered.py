@@ -11,7 +11,7 @@
    the ranker's own ``top_k``, exactly the list an unwrapped Recommender gives.
 
 Each list is a :class:`SteeredList`: the recommendations and the label of what shaped them
-(``steering``: e.g. ``"more_like_this"``, ``"discover+skip_risk"``; None when nothing did).
+(``steering``: e.g. ``"more_like_this"``, ``"discover+auto"``; None when nothing did).
 A steered list's ``score`` is still the ranker's score of each track; the order is the steered
 one.
 """

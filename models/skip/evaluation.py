@@ -38,7 +38,7 @@ from models.ranking_metrics import SessionBootstrap
 from models.registry import ModelNotFoundError, resolve_version_dir
 from models.skip.accuracy import session_accuracies
 from models.skip.examples import SkipExample, example_rows, known_half, session_examples
-from models.skip.scorer import SKIP_METADATA_FILE, SkipRiskScorer
+from models.skip.scorer import SKIP_METADATA_FILE, SkipRiskModel
 from models.skip.version_data import version_splits
 from nowplaying.settings import Settings
 
@@ -66,7 +66,7 @@ class SkipEvaluation:
 
 
 def evaluate_skip(
-    scorer: SkipRiskScorer, artifacts: TrackArtifacts, test: Sequence[Session]
+    scorer: SkipRiskModel, artifacts: TrackArtifacts, test: Sequence[Session]
 ) -> SkipEvaluation:
     tasks = [s for s in test if 0 < known_half(s) < len(s.plays)]
     half: list[SkipExample] = []
@@ -176,7 +176,7 @@ def _fmt(f: dict[str, float]) -> str:
 def run_skip(version_dir: Path, test: Sequence[Session], *, quiet: bool = False) -> int:
     """Evaluate the version's skip model on ``test``; writes ``skip_report.md`` and the
     figures into ``skip.json``."""
-    scorer = SkipRiskScorer.load(version_dir)
+    scorer = SkipRiskModel.load(version_dir)
     if scorer is None:
         print(
             f"nowplaying evaluate --skip: {version_dir} has no skip model: run "

@@ -8,7 +8,6 @@ Its input is the ranker's feature rows (``features [N, F]``, the same columns, i
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,7 +17,7 @@ import onnxruntime as ort
 from features.artifacts import F32
 from features.rows import FEATURE_NAMES, FEATURE_VERSION
 from models.export import INPUT_NAME, onnx_input_width, onnx_session
-from models.recommender import ModelMismatchError, Scored
+from models.recommender import ModelMismatchError
 
 SKIP_MODEL_FILE: Final = "skip.onnx"
 #: LightGBM's own text model of the skip booster.
@@ -28,7 +27,7 @@ SKIP_METADATA_FILE: Final = "skip.json"
 OUTPUT_NAME: Final = "probabilities"
 
 
-class SkipRiskScorer:
+class SkipRiskModel:
     """Probabilities of an early skip for feature rows, one onnxruntime call per call."""
 
     def __init__(self, session: ort.InferenceSession, metadata: dict[str, Any]) -> None:
@@ -45,7 +44,7 @@ class SkipRiskScorer:
         self.threshold = float(metadata.get("threshold", 0.5))
 
     @classmethod
-    def load(cls, version_dir: Path, *, intra_op_threads: int = 1) -> SkipRiskScorer | None:
+    def load(cls, version_dir: Path, *, intra_op_threads: int = 1) -> SkipRiskModel | None:
         """The version's skip model, or None when the version has none."""
         path = version_dir / SKIP_MODEL_FILE
         if not path.is_file():
@@ -60,20 +59,6 @@ class SkipRiskScorer:
         out = self.session.run([OUTPUT_NAME], {INPUT_NAME: rows})[0]
         risk: F32 = np.asarray(out, dtype=np.float32)[:, 1].copy()
         return risk
-
-    def risk_of(self, scored: Sequence[Scored]) -> list[F32]:
-        """Each state's candidates' risks, from the rows the ranker scored (``keep_rows=True``),
-        in ONE call for the whole batch."""
-        rows = []
-        for item in scored:
-            if item.rows is None:
-                raise ValueError("score the batch with keep_rows=True to rate its skip risk")
-            rows.append(item.rows)
-        if not rows:
-            return []
-        risks = self.risk(np.concatenate(rows))
-        ends = np.cumsum([len(r) for r in rows])[:-1]
-        return list(np.split(risks, ends))
 
 
 def check_skip_metadata(metadata: dict[str, Any]) -> None:

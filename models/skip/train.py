@@ -39,7 +39,7 @@ from models.skip.scorer import (
     SKIP_LIGHTGBM_FILE,
     SKIP_METADATA_FILE,
     SKIP_MODEL_FILE,
-    SkipRiskScorer,
+    SkipRiskModel,
 )
 
 #: Candidate decision thresholds; the validation split picks one.
@@ -94,7 +94,7 @@ def train_skip_model(
         "validation": {"rows": len(val_rows), "maa_half": val_maa},
     }
     (version_dir / SKIP_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    scorer = SkipRiskScorer.load(version_dir)
+    scorer = SkipRiskModel.load(version_dir)
     assert scorer is not None
     lgb_prob = np.asarray(booster.predict(val_rows, num_threads=1))
     diff = np.abs(scorer.risk(val_rows) - lgb_prob)

@@ -112,6 +112,6 @@ def test_a_skip_risk_vector_steers_its_state_only(
     steered = SteeredRecommender(recommender, config, skip_risk=RiskOfFirst())
     plain = recommender.recommend(states[:3], K)
     (first, *rest) = steered.recommend_steered(states[:3], K)
-    assert first.steering == "skip_risk"
+    assert first.steering == "auto"
     assert plain[0][0].track_id not in {r.track_id for r in first}
     assert rest == plain[1:] and all(r.steering is None for r in rest)

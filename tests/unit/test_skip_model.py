@@ -18,7 +18,7 @@ from models.labelled_sessions import LabelledPlay, Session, split_sessions
 from models.skip.accuracy import average_accuracy, first_track_correct, session_accuracies
 from models.skip.evaluation import auc, baseline_predictions, evaluate_skip
 from models.skip.examples import example_rows, session_examples
-from models.skip.scorer import SKIP_METADATA_FILE, SKIP_MODEL_FILE, SkipRiskScorer
+from models.skip.scorer import SKIP_METADATA_FILE, SKIP_MODEL_FILE, SkipRiskModel
 from models.skip.train import SkipConfig, export_skip_onnx, train_skip_model
 
 B = np.array
@@ -117,7 +117,7 @@ def test_exported_skip_graph_gives_lightgbms_probabilities_one_float32_step_apar
     export_skip_onnx(booster, tmp_path / SKIP_MODEL_FILE)
     meta = {"feature_version": FEATURE_VERSION, "feature_names": list(FEATURE_NAMES)}
     (tmp_path / SKIP_METADATA_FILE).write_text(json.dumps(meta))
-    scorer = SkipRiskScorer.load(tmp_path)
+    scorer = SkipRiskModel.load(tmp_path)
     assert scorer is not None
     diff = np.abs(scorer.risk(x) - booster.predict(x))
     assert diff.max() <= 1e-5
@@ -141,7 +141,7 @@ def test_trained_skip_model_onnx_matches_lightgbm_on_real_feature_rows(
     trained_skip: tuple[Path, list[Session]],
 ) -> None:
     folder, test = trained_skip
-    scorer = SkipRiskScorer.load(folder)
+    scorer = SkipRiskModel.load(folder)
     assert scorer is not None
     assert 0.3 <= scorer.threshold <= 0.7
     examples = [e for s in test for e in session_examples(s)]
@@ -156,7 +156,7 @@ def test_skip_evaluation_reports_every_method_with_intervals(
     trained_skip: tuple[Path, list[Session]],
 ) -> None:
     folder, test = trained_skip
-    scorer = SkipRiskScorer.load(folder)
+    scorer = SkipRiskModel.load(folder)
     assert scorer is not None
     e = evaluate_skip(scorer, TrackArtifacts.load(folder), test)
     assert e.sessions == len(test)

@@ -144,10 +144,10 @@ def test_skip_risk_demotes_risky_candidates(
         config=SteeringConfig(skip_risk=10.0),
         skip_risk=risk,
     )
-    assert out.label == "skip_risk"
+    assert out.label == "auto"
     assert not set(out.order.tolist()) & set(plain.order[:3].tolist())
     both = steering_label((intent("discover"),), artifacts, skip_risk=True)
-    assert both == "discover+skip_risk"
+    assert both == "discover+auto"
 
 
 def test_diversity_spreads_the_list_over_the_embedding_space(
