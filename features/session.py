@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Final, Literal, NamedTuple
 
 from features.intents import ActiveIntent, IntentKind, add_intent, live_intents
-from nowplaying.events import PlayEvent, TrackEnd, TrackStart
+from nowplaying.events import TrackEnd, TrackStart
+from nowplaying.steer_events import InputEvent, SteerEvent
 
 Outcome = Literal["skip_early", "skip_late", "listened"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("skip_early", "skip_late", "listened")
@@ -49,9 +50,11 @@ def outcome_of(event: TrackEnd) -> Outcome:
     return "listened"
 
 
-def to_session_event(event: PlayEvent) -> SessionEvent:
+def to_session_event(event: InputEvent) -> SessionEvent:
     if isinstance(event, TrackStart):
         return SessionEvent("start", event.track_id, event.ts, None)
+    if isinstance(event, SteerEvent):
+        return SessionEvent("steer", event.track_id or "", event.ts, None, event.intent)
     return SessionEvent("end", event.track_id, event.ts, outcome_of(event))
 
 

@@ -27,6 +27,7 @@ from streams.offsets import HeldOffsets
 from streams.ownership import Ownership
 from streams.pipeline import Pipeline
 from streams.retry import Retrier
+from streams.steering import steered, steered_variants
 
 
 class FaustPublisher:
@@ -69,10 +70,10 @@ def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> W
     pipeline = Pipeline(
         settings,
         store,
-        models.recommender,
+        steered(models.recommender),
         FaustPublisher(app),
         sensor=sensor,
-        variants=None if ab is None else ab.recommenders,
+        variants=steered_variants(None if ab is None else ab.recommenders),
         assigner=None if ab is None else ab.experiment,
         owner=ownership,
     )

@@ -19,6 +19,7 @@ from nowplaying.events import (
     json_schemas,
     parse_play_event,
 )
+from nowplaying.steer_events import SteerEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
@@ -27,6 +28,7 @@ MODEL_FILES: list[tuple[type[Any], str]] = [
     (TrackEnd, "play-event.schema.json"),
     (RecommendationMessage, "now-playing-recommendation.schema.json"),
     (DeadLetter, "dead-letter.schema.json"),
+    (SteerEvent, "steer-event.schema.json"),
 ]
 
 
