@@ -52,17 +52,23 @@ AUTO: Final = "auto"
 @dataclass(frozen=True, slots=True)
 class SteeringConfig:
     """Weights of the combined score (see the module docstring); the ranker's standardised
-    score has unit deviation, cosines lie in [-1, 1], percentiles and risks in [0, 1]."""
+    score has unit deviation, cosines lie in [-1, 1], percentiles and risks in [0, 1].
+
+    ``more_like_this``, ``discover`` and ``away_from_skipped`` are tuned on the validation
+    split (``nowplaying evaluate --steering``, models/README.md): the smallest weights that
+    move their measures by the targets (cosine to the steered track +0.2, median popularity
+    percentile -30 points); any ``away_from_skipped`` > 0 lowered the listened-hit rate after
+    two early skips (1.0: -2% relative), so it is 0 unless set."""
 
     ranker: float = 1.0  # weight of the standardised ranker score
-    more_like_this: float = 2.0  # x cosine to the steered track
+    more_like_this: float = 16.0  # x cosine to the steered track
     less_like_this: float = 2.0  # x cosine to the rejected track (subtracted)
     near_duplicate: float = 0.9  # drop candidates this close (cosine) to a rejected track
-    discover: float = 1.5  # x popularity percentile (subtracted)
+    discover: float = 9.0  # x popularity percentile (subtracted)
     discover_novelty: float = 0.5  # x cosine to the listened taste (subtracted)
     familiar: float = 1.5  # x cosine to the listened taste
     skip_risk: float = 2.0  # auto: x predicted skip risk (subtracted)
-    away_from_skipped: float = 1.0  # auto: x cosine to the skipped tracks' centroid (subtracted)
+    away_from_skipped: float = 0.0  # auto: x cosine to the skipped tracks' centroid (subtracted)
     diversity: float = 0.3  # MMR: x largest cosine to the tracks picked before (subtracted)
     extra_candidates: int = 40  # tracks added per intent that adds some
     discover_pool: int = 400  # discover: the taste's nearest tracks its extras come from

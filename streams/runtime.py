@@ -18,6 +18,8 @@ import faust
 
 from features.session_cache import SessionCache
 from features.store import FeatureStore, feature_store_for
+from models.recommender import Recommender
+from models.skip.auto import AutoSteering, auto_steering_for
 from nowplaying.clients import AsyncRedisClient, async_redis_client
 from nowplaying.settings import Settings
 from streams.batch_loop import BatchLoop
@@ -67,13 +69,21 @@ def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> W
     sensor = Sensors(PrometheusSensor(), counts)
     ab = models.ab_test
     ownership = Ownership()
+
+    def auto_for(recommender: Recommender) -> AutoSteering | None:
+        return auto_steering_for(
+            settings.model_dir / recommender.model_version,
+            settings.auto_steering,
+            intra_op_threads=settings.ort_intra_op_threads,
+        )
+
     pipeline = Pipeline(
         settings,
         store,
-        steered(models.recommender),
+        steered(models.recommender, auto_for(models.recommender)),
         FaustPublisher(app),
         sensor=sensor,
-        variants=steered_variants(None if ab is None else ab.recommenders),
+        variants=steered_variants(None if ab is None else ab.recommenders, auto_for),
         assigner=None if ab is None else ab.experiment,
         owner=ownership,
     )

@@ -10,10 +10,10 @@ shape its lists, and a session without any gets exactly the ranker's list.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from models.recommender import Recommender
-from models.steered import SteeredRecommender
+from models.steered import SkipRiskScorer, SteeredRecommender
 from nowplaying.events import TrackStart
 from nowplaying.steer_events import InputEvent, SteerEvent
 
@@ -23,12 +23,17 @@ def triggers_list(event: InputEvent) -> bool:
     return isinstance(event, TrackStart | SteerEvent)
 
 
-def steered(recommender: Recommender) -> SteeredRecommender:
-    return SteeredRecommender(recommender)
+def steered(recommender: Recommender, auto: SkipRiskScorer | None = None) -> SteeredRecommender:
+    """The model, steered by intents, and automatically when ``auto`` (``NP_AUTO_STEERING``:
+    :func:`models.skip.auto.auto_steering_for`) is given."""
+    return SteeredRecommender(recommender, skip_risk=auto)
 
 
 def steered_variants(
     recommenders: Mapping[str, Recommender] | None,
+    auto_for: Callable[[Recommender], SkipRiskScorer | None] = lambda _: None,
 ) -> dict[str, SteeredRecommender] | None:
     """Each A/B variant's model, steered (None outside a test)."""
-    return None if recommenders is None else {n: steered(r) for n, r in recommenders.items()}
+    if recommenders is None:
+        return None
+    return {n: steered(r, auto_for(r)) for n, r in recommenders.items()}

@@ -157,7 +157,7 @@ def test_diversity_spreads_the_list_over_the_embedding_space(
     target = artifacts.track_ids[int(tracks[0])]
 
     def closeness(diversity: float) -> float:
-        config = SteeringConfig(diversity=diversity)
+        config = SteeringConfig(diversity=diversity, more_like_this=2.0)
         out = steer(
             ctx, tracks, scores, (intent("more_like_this", target),), artifacts, k=K, config=config
         )
