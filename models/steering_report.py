@@ -55,7 +55,7 @@ def steering_markdown(e: SteeringEvaluation) -> list[str]:
         lines += [
             "",
             "Automatic steering (`auto`: two skips in a row or a high predicted skip risk of "
-            "the top 10; skip-risk and away-from-the-skipped-centroid terms):",
+            "the top 10; weights `skip_risk` and `away_from_skipped` below):",
             "",
             "| positions | count | lists steered | listened-hit@10 without | with | shift "
             "(relative) | HR@10 without -> with |",
