@@ -5,6 +5,7 @@ recommender gives; a steer event is answered in the same batch with a steered, l
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 
 import pytest
@@ -98,3 +99,41 @@ def test_a_steer_event_is_answered_in_its_batch_and_only_its_session_changes(
     others = run(recommender, encoded(sessions[1:]))
     mine = [m.model_dump_json().encode() for m in lists if m.session_id != first[0].session_id]
     assert mine == others
+
+
+def test_a_redelivered_steer_republishes_its_stored_list_byte_for_byte(
+    recommender: Recommender, sessions: list[list[PlayEvent]]
+) -> None:
+    first = sessions[1]
+    cut = [i for i, e in enumerate(first) if isinstance(e, TrackStart)][1] + 1
+    steer = {
+        "event_id": "st-2",
+        "event_type": "steer",
+        "user_id": first[0].user_id,
+        "session_id": first[0].session_id,
+        "ts": first[cut - 1].ts + 10,
+        "intent": "discover",
+    }
+    values = [*encoded([first[:cut]]), json.dumps(steer).encode()]
+    messages = [
+        RawMessage(v, first[0].user_id.encode(), TOPIC, 0, i, START_TS)
+        for i, v in enumerate(values)
+    ]
+    store, publisher = MemoryStore(), FakePublisher()
+    for clock in (NOW_S, NOW_S + 60):  # a redelivery a minute later (another generated_at)
+        pipeline = Pipeline(
+            pipeline_settings(),
+            store,
+            steered(recommender),
+            publisher,
+            sensor=CountingSensor(),
+            clock=functools.partial(float, clock),
+        )
+        asyncio.run(pipeline.process_batch(messages))
+    published = [
+        v for v in publisher.on(pipeline_settings().topic_recommendations) if b'"st-2"' in v
+    ]
+    assert len(published) == 2 and published[0] == published[1]
+    assert json.loads(published[0])["steering"] == "discover"
+    log = asyncio.run(store.session_events(first[0].session_id))
+    assert [e.kind for e in log].count("steer") == 1
