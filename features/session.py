@@ -175,6 +175,7 @@ def apply_event(state: SessionState, ev: SessionEvent) -> SessionState:
         played=state.played if track in state.played else state.played | {track},
         first_ts=first_ts,
         last_ts=last_ts,
+        intents=intents,
     )
 
 

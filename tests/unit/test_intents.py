@@ -53,7 +53,9 @@ def test_reset_clears_every_intent() -> None:
 
 def test_intents_expire_by_event_time_of_later_events() -> None:
     state = fold_events([start("a", T0), steer("familiar", "", T0)])
-    still = apply_event(state, start("b", T0 + INTENT_TTL_MS - 1))
+    ended = apply_event(state, SessionEvent("end", "a", T0 + 1, "listened"))
+    assert ended.intents == state.intents  # plays keep what is still active
+    still = apply_event(ended, start("b", T0 + INTENT_TTL_MS - 1))
     assert [i.kind for i in still.intents] == ["familiar"]
     gone = apply_event(still, start("c", T0 + INTENT_TTL_MS))
     assert gone.intents == ()
