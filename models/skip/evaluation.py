@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -39,10 +39,13 @@ from models.registry import ModelNotFoundError, resolve_version_dir
 from models.skip.accuracy import session_accuracies
 from models.skip.examples import SkipExample, example_rows, known_half, session_examples
 from models.skip.scorer import SKIP_METADATA_FILE, SkipRiskModel
+from models.skip.task_model import TaskModel
 from models.skip.version_data import version_splits
 from nowplaying.settings import Settings
 
 MODEL: Final = "model"
+#: The separate, offline WSDM evaluation model (:mod:`models.skip.task_model`), when present.
+TASK_MODEL: Final = "task_model"
 BASELINES: Final = ("last_outcome", "session_rate", "track_rate")
 SKIP_REPORT_FILE: Final = "skip_report.md"
 #: The WSDM Cup 2019 winners' MAA on the full MSSD (with acoustic features this data lacks).
@@ -58,6 +61,7 @@ class SkipEvaluation:
     methods: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     best_baseline: str = ""
     model_minus_best: dict[str, dict[str, float]] = field(default_factory=dict)
+    task_model_minus_best: dict[str, dict[str, float]] = field(default_factory=dict)
     online_examples: int = 0
     online_auc: float = 0.0
 
@@ -66,8 +70,13 @@ class SkipEvaluation:
 
 
 def evaluate_skip(
-    scorer: SkipRiskModel, artifacts: TrackArtifacts, test: Sequence[Session]
+    scorer: SkipRiskModel,
+    artifacts: TrackArtifacts,
+    test: Sequence[Session],
+    task_predict: Callable[[Sequence[Session]], NDArray[np.bool_]] | None = None,
 ) -> SkipEvaluation:
+    """``task_predict``: the WSDM evaluation model's predictions of the tasks' second halves
+    (in play order), scored as :data:`TASK_MODEL` when given."""
     tasks = [s for s in test if 0 < known_half(s) < len(s.plays)]
     half: list[SkipExample] = []
     online: list[SkipExample] = []
@@ -82,6 +91,8 @@ def evaluate_skip(
         MODEL: scorer.risk(example_rows(half, artifacts)) >= scorer.threshold,
         **baseline_predictions(tasks, half, artifacts),
     }
+    if task_predict is not None:
+        predicted[TASK_MODEL] = task_predict(tasks)
     bootstrap = SessionBootstrap(np.arange(len(tasks)), len(tasks))
     per_method = {m: session_accuracies(sessions, p, actual) for m, p in predicted.items()}
     out = SkipEvaluation(sessions=len(tasks), predictions=len(half), threshold=scorer.threshold)
@@ -97,6 +108,12 @@ def evaluate_skip(
         "maa": bootstrap.difference(model_aa, best_aa).to_json(),
         "first": bootstrap.difference(model_first, best_first).to_json(),
     }
+    if TASK_MODEL in per_method:
+        task_aa, task_first = per_method[TASK_MODEL]
+        out.task_model_minus_best = {
+            "maa": bootstrap.difference(task_aa, best_aa).to_json(),
+            "first": bootstrap.difference(task_first, best_first).to_json(),
+        }
     if online:
         risk = scorer.risk(example_rows(online, artifacts))
         out.online_examples = len(online)
@@ -150,7 +167,9 @@ def skip_markdown(e: SkipEvaluation) -> list[str]:
         "| method | MAA | first-track accuracy |",
         "|---|---|---|",
     ]
-    for method in (MODEL, *BASELINES):
+    for method in (MODEL, TASK_MODEL, *BASELINES):
+        if method not in e.methods:
+            continue
         f = e.methods[method]
         lines.append(f"| {method} | {_fmt(f['maa'])} | {_fmt(f['first'])} |")
     d = e.model_minus_best
@@ -160,6 +179,7 @@ def skip_markdown(e: SkipEvaluation) -> list[str]:
         f"**{d['maa']['value']:+.4f}** [{d['maa']['low']:+.4f}, {d['maa']['high']:+.4f}], "
         f"first-track accuracy {d['first']['value']:+.4f} "
         f"[{d['first']['low']:+.4f}, {d['first']['high']:+.4f}].",
+        *_task_lines(e),
         f"For context only: the challenge's winners reached MAA {WSDM_WINNER_MAA} on the full "
         "MSSD, with acoustic track features this data lacks.",
         "",
@@ -169,13 +189,32 @@ def skip_markdown(e: SkipEvaluation) -> list[str]:
     return lines
 
 
+def _task_lines(e: SkipEvaluation) -> list[str]:
+    d = e.task_model_minus_best
+    if not d:
+        return []
+    return [
+        f"`{TASK_MODEL}` (the offline WSDM evaluation model, task features, not served) minus "
+        f"it: MAA **{d['maa']['value']:+.4f}** [{d['maa']['low']:+.4f}, {d['maa']['high']:+.4f}]"
+        f", first-track accuracy {d['first']['value']:+.4f} "
+        f"[{d['first']['low']:+.4f}, {d['first']['high']:+.4f}].",
+    ]
+
+
 def _fmt(f: dict[str, float]) -> str:
     return f"{f['value']:.4f} [{f['low']:.4f}, {f['high']:.4f}]"
 
 
-def run_skip(version_dir: Path, test: Sequence[Session], *, quiet: bool = False) -> int:
+def run_skip(
+    version_dir: Path,
+    test: Sequence[Session],
+    *,
+    quiet: bool = False,
+    train: Sequence[Session] | None = None,
+) -> int:
     """Evaluate the version's skip model on ``test``; writes ``skip_report.md`` and the
-    figures into ``skip.json``."""
+    figures into ``skip.json``. With ``train`` (the version's training split), the WSDM
+    evaluation model too when the version has one."""
     scorer = SkipRiskModel.load(version_dir)
     if scorer is None:
         print(
@@ -184,7 +223,16 @@ def run_skip(version_dir: Path, test: Sequence[Session], *, quiet: bool = False)
             file=sys.stderr,
         )
         return 2
-    evaluation = evaluate_skip(scorer, TrackArtifacts.load(version_dir), test)
+    artifacts = TrackArtifacts.load(version_dir)
+    task = TaskModel.load(version_dir) if train is not None else None
+    task_predict = None
+    if task is not None and train is not None:
+        known = train
+
+        def task_predict(sessions: Sequence[Session]) -> NDArray[np.bool_]:
+            return task.predict(sessions, known, artifacts)
+
+    evaluation = evaluate_skip(scorer, artifacts, test, task_predict)
     lines = skip_markdown(evaluation)
     (version_dir / SKIP_REPORT_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     meta_path = version_dir / SKIP_METADATA_FILE
@@ -200,9 +248,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """``nowplaying evaluate --skip``: the version's skip model on its data's test split."""
     try:
         version_dir = args.model or resolve_version_dir(settings.model_dir, settings.model_version)
-        _, _, test, description = version_splits(settings, version_dir)
+        train, _, test, description = version_splits(settings, version_dir)
     except (ModelNotFoundError, DataError, ValueError, OSError) as exc:
         print(f"nowplaying evaluate --skip: {exc}", file=sys.stderr)
         return 2
     print(f"data: {description}")
-    return run_skip(version_dir, test)
+    return run_skip(version_dir, test, train=train)

@@ -41,6 +41,7 @@ from models.skip.scorer import (
     SKIP_MODEL_FILE,
     SkipRiskModel,
 )
+from models.skip.task_model import TaskConfig, train_task_model
 
 #: Candidate decision thresholds; the validation split picks one.
 THRESHOLDS: Final = tuple(round(t, 2) for t in np.arange(0.30, 0.71, 0.02))
@@ -121,8 +122,9 @@ def add_skip_model(
     train, val, test = splits
     config = SkipConfig(seed=seed, threads=threads, folds=max(1, min(folds, SkipConfig.folds)))
     train_skip_model(train, val, artifacts, version_dir, config)
+    train_task_model(train, val, artifacts, version_dir, TaskConfig(seed=seed, threads=threads))
     if evaluate and test:
-        run_skip(version_dir, test, quiet=True)
+        run_skip(version_dir, test, quiet=True, train=train)
 
 
 def fold_of(session_id: str, folds: int, seed: int) -> int:
@@ -236,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         train, val, artifacts, args.version_dir, SkipConfig(threads=args.threads)
     )
     print(json.dumps({k: metadata[k] for k in ("threshold", "validation", "parity", "seconds")}))
+    task = train_task_model(
+        train, val, artifacts, args.version_dir, TaskConfig(threads=args.threads)
+    )
+    print(json.dumps({"task_model": {k: task[k] for k in ("threshold", "validation")}}))
     return 0
 
 
