@@ -91,6 +91,9 @@ def out_of_fold_task_rows(
 ) -> tuple[F64, NDArray[np.bool_]]:
     from models.skip.train import fold_of  # noqa: PLC0415 (train imports this module)
 
+    if cfg.folds <= 1:
+        r, lab, _ = task_matrix(train, _stats(train, cfg.seed))
+        return r, lab
     rows, labels = [], []
     for fold in range(cfg.folds):
         inside = [s for s in train if fold_of(s.session_id, cfg.folds, cfg.seed) == fold]

@@ -122,7 +122,8 @@ def add_skip_model(
     train, val, test = splits
     config = SkipConfig(seed=seed, threads=threads, folds=max(1, min(folds, SkipConfig.folds)))
     train_skip_model(train, val, artifacts, version_dir, config)
-    train_task_model(train, val, artifacts, version_dir, TaskConfig(seed=seed, threads=threads))
+    task_config = TaskConfig(seed=seed, threads=threads, folds=config.folds)
+    train_task_model(train, val, artifacts, version_dir, task_config)
     if evaluate and test:
         run_skip(version_dir, test, quiet=True, train=train)
 
