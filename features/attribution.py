@@ -103,6 +103,13 @@ def on_start(
     return replace(state, shown=shown, pending=pending), out
 
 
+def on_steer(state: AttributionState, shown: Exposure | None) -> AttributionState:
+    """A ``steer`` event: the refreshed list published for it, if any, is now the last list
+    shown, so the next start is attributed to it. The list it replaces gets no outcome (like
+    a list after which the session plays nothing more); the play in progress keeps waiting."""
+    return state if shown is None else replace(state, shown=shown)
+
+
 def on_end(
     state: AttributionState, track_id: str, ts: int, play: PlayOutcome
 ) -> tuple[AttributionState, list[OutcomeMessage]]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal, NamedTuple
 
-from nowplaying.events import PlayEvent, TrackEnd, TrackStart
+from features.intents import ActiveIntent, IntentKind, add_intent, live_intents
+from nowplaying.events import TrackEnd, TrackStart
+from nowplaying.steer_events import InputEvent, SteerEvent
 
 Outcome = Literal["skip_early", "skip_late", "listened"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("skip_early", "skip_late", "listened")
@@ -32,10 +34,11 @@ SKIP_DECAY: Final = 0.7
 class SessionEvent(NamedTuple):
     """The part of a play event that session features depend on (the stored, compact form)."""
 
-    kind: Literal["start", "end"]
-    track_id: str
+    kind: Literal["start", "end", "steer"]
+    track_id: str  # a steer's steered track, "" when its intent names none
     ts: int
     outcome: Outcome | None  # set for "end" only
+    intent: IntentKind | None = None  # set for "steer" only
 
 
 def outcome_of(event: TrackEnd) -> Outcome:
@@ -48,9 +51,11 @@ def outcome_of(event: TrackEnd) -> Outcome:
     return "listened"
 
 
-def to_session_event(event: PlayEvent) -> SessionEvent:
+def to_session_event(event: InputEvent) -> SessionEvent:
     if isinstance(event, TrackStart):
         return SessionEvent("start", event.track_id, event.ts, None)
+    if isinstance(event, SteerEvent):
+        return SessionEvent("steer", event.track_id or "", event.ts, None, event.intent)
     return SessionEvent("end", event.track_id, event.ts, outcome_of(event))
 
 
@@ -66,6 +71,8 @@ def encode_event(ev: SessionEvent) -> str:
     line of ASCII, and one event always gives the same record (the store compares records)."""
     if ev.kind == "start":
         return json.dumps(["s", ev.track_id, ev.ts], separators=(",", ":"))
+    if ev.kind == "steer":  # ["i","more_like_this","t-1",ts]; no track: null
+        return json.dumps(["i", ev.intent, ev.track_id or None, ev.ts], separators=(",", ":"))
     assert ev.outcome is not None
     return json.dumps(["e", ev.track_id, ev.ts, _OUTCOME_CODE[ev.outcome]], separators=(",", ":"))
 
@@ -74,6 +81,8 @@ def decode_event(record: str | bytes) -> SessionEvent:
     parts = json.loads(record)
     if parts[0] == "s":
         return SessionEvent("start", parts[1], int(parts[2]), None)
+    if parts[0] == "i":
+        return SessionEvent("steer", parts[2] or "", int(parts[3]), None, parts[1])
     return SessionEvent("end", parts[1], int(parts[2]), _CODE_OUTCOME[parts[3]])
 
 
@@ -100,6 +109,8 @@ class SessionState:
     played: frozenset[str] = field(default_factory=frozenset)  # every track started
     first_ts: int | None = None
     last_ts: int | None = None
+    #: The listener's active intents, oldest first (features.intents; steer events only)
+    intents: tuple[ActiveIntent, ...] = ()
 
     @property
     def skip_rate(self) -> float:
@@ -113,7 +124,12 @@ class SessionState:
 
 
 def apply_event(state: SessionState, ev: SessionEvent) -> SessionState:
-    """The state after one more event. Pure: same inputs, same output."""
+    """The state after one more event. Pure: same inputs, same output. A steer event changes
+    the active intents only; a play event lets the intents expired at its time go."""
+    if ev.kind == "steer":
+        assert ev.intent is not None
+        return replace(state, intents=add_intent(state.intents, ev.intent, ev.track_id, ev.ts))
+    intents = live_intents(state.intents, ev.ts) if state.intents else ()
     # Built field by field (not dataclasses.replace): this runs once per event on the hot path.
     first_ts = state.first_ts if state.first_ts is not None else ev.ts
     last_ts = ev.ts if state.last_ts is None else max(state.last_ts, ev.ts)
@@ -138,6 +154,7 @@ def apply_event(state: SessionState, ev: SessionEvent) -> SessionState:
             played=state.played if track in state.played else state.played | {track},
             first_ts=first_ts,
             last_ts=last_ts,
+            intents=intents,
         )
     skipped = ev.outcome != "listened"
     return SessionState(
@@ -163,6 +180,7 @@ def apply_event(state: SessionState, ev: SessionEvent) -> SessionState:
         played=state.played if track in state.played else state.played | {track},
         first_ts=first_ts,
         last_ts=last_ts,
+        intents=intents,
     )
 
 
@@ -203,4 +221,5 @@ def state_summary(state: SessionState) -> dict[str, object]:
         "skipped_tracks": list(state.skipped_tracks),
         "first_ts": state.first_ts,
         "last_ts": state.last_ts,
+        "intents": [i._asdict() for i in state.intents],
     }

@@ -321,6 +321,14 @@ def summary_table(evaluation: Evaluation) -> str:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """``nowplaying evaluate``: evaluate a model version on its data's test split."""
+    if getattr(args, "skip", False):
+        from models.skip.evaluation import run as run_skip  # noqa: PLC0415
+
+        return run_skip(settings, args)
+    if getattr(args, "steering", False):
+        from models.steering_report import run as run_steering  # noqa: PLC0415
+
+        return run_steering(settings, args)
     try:
         version_dir = args.model or resolve_version_dir(settings.model_dir, settings.model_version)
         recommender = Recommender.load(version_dir, intra_op_threads=settings.ort_intra_op_threads)

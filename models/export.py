@@ -35,12 +35,16 @@ def export_onnx(booster: lgb.Booster, n_features: int, path: Path) -> dict[str, 
         target_opset=TARGET_OPSET,
         zipmap=False,
     )
-    _exact_float32_thresholds(onx, booster)
+    exact_float32_thresholds(onx, booster)
     path.write_bytes(onx.SerializeToString())
     return {(op.domain or "ai.onnx"): int(op.version) for op in onx.opset_import}
 
 
-def _exact_float32_thresholds(onx: onnx.ModelProto, booster: lgb.Booster) -> None:
+#: The tree ensemble ops LightGBM converts to: a ranker (regressor) or a binary classifier.
+_TREE_ENSEMBLES: Final = ("TreeEnsembleRegressor", "TreeEnsembleClassifier")
+
+
+def exact_float32_thresholds(onx: onnx.ModelProto, booster: lgb.Booster) -> None:
     """Make the ONNX splits take exactly LightGBM's branches on float32 inputs.
 
     LightGBM compares ``x <= t`` in double precision; the ONNX tree ensemble stores ``t`` as the
@@ -49,7 +53,7 @@ def _exact_float32_thresholds(onx: onnx.ModelProto, booster: lgb.Booster) -> Non
     For a float32 ``x``, ``x <= t`` holds exactly when ``x <= t'`` with ``t'`` the largest
     float32 not above ``t``: each threshold is replaced by that value.
     """
-    ensemble = next(n for n in onx.graph.node if n.op_type == "TreeEnsembleRegressor")
+    ensemble = next(n for n in onx.graph.node if n.op_type in _TREE_ENSEMBLES)
     attrs = {a.name: a for a in ensemble.attribute}
     splits = _splits_by_node(booster)
     values = list(attrs["nodes_values"].floats)

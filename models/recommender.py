@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -102,12 +102,22 @@ class Recommender:
         sequence = load_sequence(version_dir, intra_op_threads)
         return cls(session, artifacts, metadata, candidates=candidates, sequence=sequence)
 
-    def score(self, states: Sequence[SessionState], *, keep_rows: bool = False) -> list[Scored]:
+    def score(
+        self,
+        states: Sequence[SessionState],
+        *,
+        keep_rows: bool = False,
+        extend: Callable[[Sequence[StateContext], list[Candidates]], list[Candidates]]
+        | None = None,
+    ) -> list[Scored]:
         """Candidates and scores for each state; one onnxruntime call for the whole batch (and
-        one of the sequence model, when there is one)."""
+        one of the sequence model, when there is one). ``extend`` may add candidates to each
+        state's (``models.steered``) before the rows."""
         sequence = self.sequence.scores(states, self.artifacts) if self.sequence else None
         contexts = state_contexts(states, self.artifacts, sequence)
         cands = generate_candidates_many(contexts, self.artifacts, self.candidates)
+        if extend is not None:
+            cands = extend(contexts, cands)
         for k in cands:
             metrics.CANDIDATES.observe(len(k))
         rows = rows_for_many(contexts, [k.tracks for k in cands], self.artifacts)

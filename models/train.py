@@ -54,7 +54,7 @@ from models.registry import (
     publish_version,
 )
 from models.served_evaluation import evaluate_served
-from models.version_check import save_parity_sample
+from models.skip.train import add_skip_model
 from models.train_sequence import SequenceModels, train_sequence_models
 from models.training_rows import (
     out_of_fold_rows,
@@ -62,6 +62,7 @@ from models.training_rows import (
     sequence_config,
     serving_scores,
 )
+from models.version_check import save_parity_sample
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class TrainConfig:
     #: the other processes (measured: 2 threads took 2.1x the wall time and 2.7x the CPU of 1).
     threads: int = 1
     workers: int = 0  # processes building the training folds; 0: one per core
+    skip_model: bool = True  # also train the skip-risk model (models.skip) into the version
 
 
 @dataclass
@@ -208,6 +210,17 @@ def _train_in(
             )
             if sequence is not None:
                 shutil.copyfile(sequence.serving, building / SEQUENCE_FILE)
+        if cfg.skip_model:
+            with timer("skip_model"):
+                add_skip_model(
+                    building,
+                    (train, val, test),
+                    artifacts,
+                    seed=cfg.seed,
+                    threads=cfg.threads,
+                    folds=cfg.folds,
+                    evaluate=evaluate,
+                )
         metadata: dict[str, Any] = {
             "version": version,
             "created_at": created.isoformat().replace("+00:00", "Z"),

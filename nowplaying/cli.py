@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="offline evaluation against baselines on the test split")
     _add_data_args(p)
     p.add_argument("--model", type=Path, default=None, help="model version folder (default latest)")
+    p.add_argument("--skip", action="store_true", help="the skip-risk model, WSDM Cup 2019 style")
+    p.add_argument("--steering", action="store_true", help="intents and automatic steering")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(runner="models.evaluate:run")
 

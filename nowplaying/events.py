@@ -1,6 +1,7 @@
 """The event contract (schema_version 1): what goes on the three topics.
 
-* ``play-events`` (key: user_id): :data:`PlayEvent`, a ``track_start`` or a ``track_end``.
+* ``play-events`` (key: user_id): :data:`PlayEvent`, a ``track_start`` or a ``track_end``; and
+  the listener's steer events (:mod:`nowplaying.steer_events`).
 * ``now-playing-recommendations`` (key: user_id): :class:`RecommendationMessage`.
 * ``play-events-dlq`` (key: the original key): :class:`DeadLetter`.
 
@@ -199,6 +200,9 @@ class RecommendationMessage(BaseModel):
     )
     generated_at: int = Field(description="When the list was computed, epoch milliseconds.")
     recommendations: list[Recommendation]
+    steering: str | None = Field(
+        None, description="The intents that shaped the list, '+'-joined (none: the ranker's)."
+    )
 
 
 class DeadLetter(BaseModel):
@@ -347,6 +351,10 @@ def dead_letter_for(
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema documents written to ``schemas/``, by file name."""
+    from nowplaying.steer_events import SteerEvent  # noqa: PLC0415 (it builds on this module)
+
+    steer_schema = _with_header(SteerEvent.model_json_schema(), "SteerEvent", "play-events")
+    steer_schema["$id"] = f"https://nowplaying.dev/schemas/v{SCHEMA_VERSION}/steer-events.json"
     return {
         "play-event.schema.json": _with_header(
             PLAY_EVENT_ADAPTER.json_schema(), "PlayEvent", "play-events"
@@ -360,6 +368,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
             DeadLetter.model_json_schema(), "DeadLetter", "play-events-dlq"
         ),
         **_outcome_schema(),
+        "steer-event.schema.json": steer_schema,  # event_type 'steer', also on play-events
     }
 
 

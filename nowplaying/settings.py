@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(10, ge=1, le=200, description="Length of each Now Playing list.")
     candidates: int = Field(200, ge=1, description="Candidates ranked per track start.")
+    auto_steering: bool = Field(
+        False,
+        description="Steer a session's list automatically when it is going wrong (two skips in "
+        "a row, or a high predicted skip risk): away from the skipped tracks, towards a lower "
+        "skip risk (the model version's skip.onnx; lists labelled 'auto'). Off: the offline "
+        "evaluation did not show it helps (models/README.md).",
+    )
     batch_max_events: int = Field(200, ge=1, description="Most events processed as one batch.")
     batch_within_seconds: float = Field(
         0.01,

@@ -2,7 +2,8 @@
 
 :func:`create_app` builds the FastAPI app. Its lifespan creates the Redis client (unless one is
 injected, as tests do) and closes it on shutdown. Routes read what the stream worker wrote to
-Redis; they never talk to Kafka or the model. Who may call which route is decided by
+Redis; they never talk to the model, and to Kafka only to produce steer events
+(:mod:`serving.steering`). Who may call which route is decided by
 :class:`serving.auth.Auth`, built from the settings here (bad access settings fail here).
 """
 
@@ -34,13 +35,19 @@ from nowplaying.readiness import Readiness, redis_status
 from nowplaying.settings import Settings
 from serving.auth import Auth
 from serving.errors import (
-    ApiError,
     error_responses,
     install_error_handlers,
     not_found,
 )
 from serving.middleware import MetricsMiddleware
 from serving.queries import NowPlaying, read_now_playing
+from serving.steering import (
+    KafkaSteerProducer,
+    SteerAccepted,
+    SteerProducer,
+    SteerRequest,
+    accept_steer,
+)
 from serving.tokens import Caller
 
 log = logging.getLogger(__name__)
@@ -123,13 +130,24 @@ def get_reader(request: Request) -> FeatureReader:
     return reader
 
 
+def get_steer_producer(request: Request) -> SteerProducer:
+    producer: SteerProducer = request.app.state.steer_producer
+    return producer
+
+
 RedisDep = Annotated[AsyncRedisClient, Depends(get_redis)]
 ReaderDep = Annotated[FeatureReader, Depends(get_reader)]
+SteerDep = Annotated[SteerProducer, Depends(get_steer_producer)]
 
 
-def create_app(settings: Settings, redis: AsyncRedisClient | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    redis: AsyncRedisClient | None = None,
+    steer_producer: SteerProducer | None = None,
+) -> FastAPI:
     """The API. ``redis``: an injected client (the caller closes it); default, one from settings.
     Routes read through a :class:`features.store.FeatureReader` on that client; /readyz pings it.
+    ``steer_producer``: where steer events go (default: Kafka, :mod:`serving.steering`).
 
     Raises :class:`serving.auth.AuthConfigError` when the access settings are unusable.
     """
@@ -150,9 +168,13 @@ def create_app(settings: Settings, redis: AsyncRedisClient | None = None) -> Fas
         client = redis if redis is not None else async_redis_client(settings)
         app.state.redis = client
         app.state.reader = RedisFeatureReader(client, Keys(settings.redis_key_prefix))
+        producer = steer_producer or KafkaSteerProducer(settings)
+        app.state.steer_producer = producer
         try:
             yield
         finally:
+            if steer_producer is None:
+                await producer.close()
             if redis is None:
                 await client.aclose()
 
@@ -261,21 +283,19 @@ def api_routes(settings: Settings, auth: Auth) -> APIRouter:
 
     @router.post(
         "/sessions/{session_id:id}/steer",
-        status_code=501,
-        response_model=None,
-        responses=error_responses(429, 501),
+        status_code=202,
+        response_model=SteerAccepted,
+        responses=error_responses(404, 409, 429),
         dependencies=[auth.steer_limited()],
-        summary="Steer a session (not implemented yet: always 501)",
-        description="Reserved for session steering. Already behind the steer scope and its "
-        "per-token rate limit (429 with Retry-After); answers 501 until steering lands.",
+        summary="Steer the listener's current session with an intent",
+        description="more_like_this / less_like_this (with a track_id), discover, familiar or "
+        "reset. Produces a steer event to Kafka; the worker publishes the refreshed list at "
+        "once (its `steering` names the intents). 202 with the event id once Kafka has it.",
     )
-    async def steer_session(session_id: SessionId) -> None:
-        raise ApiError(
-            501,
-            "not_implemented",
-            "session steering is not implemented yet",
-            {"session_id": session_id},
-        )
+    async def steer_session(
+        session_id: SessionId, body: SteerRequest, reader: ReaderDep, producer: SteerDep
+    ) -> SteerAccepted:
+        return await accept_steer(session_id, body, reader, producer)
 
     return router
 

@@ -48,6 +48,8 @@ def plays_of(events: Iterable[SessionEvent]) -> list[Play]:
     """Pair each track_end with the track_start it closes; oldest first."""
     plays: list[Play] = []
     for ev in events:
+        if ev.kind == "steer":  # not a play (the features show the active intents)
+            continue
         if ev.kind == "start":
             plays.append(Play(track_id=ev.track_id, started_at=ev.ts))
             continue

@@ -21,11 +21,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from features.attribution import Exposure, exposure_of, on_end, on_start
+from features.attribution import Exposure, exposure_of, on_end, on_start, on_steer
 from features.session import outcome_of
 from features.store import Applied
 from features.store.attribution import AttributionStore, RedisAttributionStore, SessionUpdate
-from nowplaying.events import TrackStart
+from nowplaying.events import TrackEnd, TrackStart
 from nowplaying.keys import Keys, partition_tag
 from nowplaying.settings import Settings
 from streams.instrumentation import PipelineSensor
@@ -72,8 +72,11 @@ class Attribution:
                 if isinstance(event, TrackStart):
                     shown = self._shown(lists.get(event.event_id), msg)
                     state, done = on_start(state, event.event_id, event.track_id, event.ts, shown)
-                else:
+                elif isinstance(event, TrackEnd):
                     state, done = on_end(state, event.track_id, event.ts, outcome_of(event))
+                else:  # a steer: its refreshed list is the one shown from now on
+                    shown = self._shown(lists.get(event.event_id), msg)
+                    state, done = on_steer(state, shown), []
                 state, changed = state.at(tag, msg.offset, event.event_id), True
                 for outcome in done:
                     body = outcome.model_dump_json()

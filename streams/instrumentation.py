@@ -19,8 +19,9 @@ from typing import Final, Protocol
 
 from features.session import outcome_of
 from nowplaying import metrics
-from nowplaying.events import PlayEvent, TrackEnd
+from nowplaying.events import TrackEnd
 from nowplaying.outcomes import OutcomeMessage
+from nowplaying.steer_events import InputEvent
 
 #: ``source`` of :meth:`PipelineSensor.on_list_published` for a list stored before and
 #: republished (a redelivered ``track_start``); computed lists are ``model``, ``popular``
@@ -34,7 +35,7 @@ class PipelineSensor(Protocol):
     def on_batch(self, size: int) -> None:
         """A batch of ``size`` messages starts."""
 
-    def on_event_applied(self, event: PlayEvent, duplicate: bool, variant: str | None) -> None:
+    def on_event_applied(self, event: InputEvent, duplicate: bool, variant: str | None) -> None:
         """A valid event reached the feature store: applied now, or ``duplicate`` (applied
         before). ``variant``: the listener's A/B test variant (None outside a test, and for
         duplicates)."""
@@ -80,7 +81,7 @@ class NullSensor:
     def on_batch(self, size: int) -> None:
         pass
 
-    def on_event_applied(self, event: PlayEvent, duplicate: bool, variant: str | None) -> None:
+    def on_event_applied(self, event: InputEvent, duplicate: bool, variant: str | None) -> None:
         pass
 
     def on_dead_letter(self, reason: str) -> None:
@@ -122,7 +123,7 @@ class PrometheusSensor:
     def on_batch(self, size: int) -> None:
         metrics.BATCH_EVENTS.observe(size)
 
-    def on_event_applied(self, event: PlayEvent, duplicate: bool, variant: str | None) -> None:
+    def on_event_applied(self, event: InputEvent, duplicate: bool, variant: str | None) -> None:
         metrics.EVENTS.labels(event.event_type).inc()
         if duplicate:
             metrics.DUPLICATE_EVENTS.inc()
@@ -213,7 +214,7 @@ class CountingSensor(NullSensor):
     def on_batch(self, size: int) -> None:
         self.counts.messages += size
 
-    def on_event_applied(self, event: PlayEvent, duplicate: bool, variant: str | None) -> None:
+    def on_event_applied(self, event: InputEvent, duplicate: bool, variant: str | None) -> None:
         if duplicate:
             self.counts.duplicates += 1
         else:
@@ -239,7 +240,7 @@ class Sensors:
         for s in self.sensors:
             s.on_batch(size)
 
-    def on_event_applied(self, event: PlayEvent, duplicate: bool, variant: str | None) -> None:
+    def on_event_applied(self, event: InputEvent, duplicate: bool, variant: str | None) -> None:
         for s in self.sensors:
             s.on_event_applied(event, duplicate, variant)
 

@@ -6,7 +6,7 @@ For one batch (messages of the ``play-events`` topic in offset order):
 2. apply the valid events to the Redis feature store (one Lua call each, one pipelined round
    trip): dedupe by event id, append to the session log, refresh the TTL, return the log;
 3. fold each returned log with :func:`features.session.fold_events` (the code training uses);
-4. rank every ``track_start`` of the batch with ONE :meth:`Recommender.recommend` call (during
+4. rank every ``track_start`` and ``steer`` event of the batch with ONE ``recommend`` call (during
    an A/B test, one call per variant: each listener's starts go to the model of the variant the
    listener is assigned to, see :mod:`models.experiments`), with the models of ONE snapshot
    taken when the batch starts (:mod:`streams.ranking`; :mod:`streams.reload` swaps models);
@@ -38,15 +38,10 @@ from typing import Any, Protocol, TypeVar
 
 from features.session import SessionState
 from features.store import Applied, FeatureStore, Stamp, StoredList
-from nowplaying.events import (
-    PlayEvent,
-    RecommendationMessage,
-    Rejection,
-    TrackStart,
-    dead_letter_for,
-    parse_play_event,
-)
+from models.steered import steering_of
+from nowplaying.events import RecommendationMessage, Rejection, dead_letter_for
 from nowplaying.settings import Settings
+from nowplaying.steer_events import InputEvent, parse_input_event
 from streams.fencing import (
     PartitionOwner,
     batch_fencing,
@@ -67,6 +62,7 @@ from streams.ranking import (
     rank_states,
 )
 from streams.retry import Retrier
+from streams.steering import triggers_list
 
 log = logging.getLogger(__name__)
 
@@ -232,12 +228,12 @@ class Pipeline:
 
     def _validate(
         self, messages: Sequence[RawMessage]
-    ) -> tuple[list[tuple[PlayEvent, RawMessage]], list[tuple[RawMessage, Rejection]]]:
-        events: list[tuple[PlayEvent, RawMessage]] = []
+    ) -> tuple[list[tuple[InputEvent, RawMessage]], list[tuple[RawMessage, Rejection]]]:
+        events: list[tuple[InputEvent, RawMessage]] = []
         letters: list[tuple[RawMessage, Rejection]] = []
         horizon_ms = int(self._clock() * 1000) + self._settings.max_clock_skew_seconds * 1000
         for msg in messages:
-            parsed = parse_play_event(msg.value or b"", self._settings.max_event_bytes)
+            parsed = parse_input_event(msg.value or b"", self._settings.max_event_bytes)
             if not isinstance(parsed, Rejection) and parsed.ts > horizon_ms:
                 parsed = Rejection(
                     "timestamp_in_future",
@@ -298,7 +294,7 @@ class Pipeline:
         last: dict[str, Applied] = {}
         for a, msg in ok:
             last[a.event.session_id] = a
-            if isinstance(a.event, TrackStart):
+            if triggers_list(a.event):
                 jobs.append(_ListJob(a, msg, a.stored_list if a.duplicate else None))
         states = {sid: a.state() for sid, a in last.items()}
         return jobs, states
@@ -318,7 +314,7 @@ class Pipeline:
                 )
         return rank_states(models, due, self._settings.top_k) if due else {}
 
-    def _message(self, event: PlayEvent, ranked: Ranked, now_ms: int) -> RecommendationMessage:
+    def _message(self, event: InputEvent, ranked: Ranked, now_ms: int) -> RecommendationMessage:
         return RecommendationMessage(
             user_id=event.user_id,
             session_id=event.session_id,
@@ -327,6 +323,7 @@ class Pipeline:
             variant=ranked.variant,
             generated_at=now_ms,
             recommendations=ranked.recs,
+            steering=steering_of(ranked.recs),
         )
 
     # --- Kafka --------------------------------------------------------------------------------

@@ -93,11 +93,15 @@ def target_of_loaded(models: LoadedModels) -> Target:
     )
 
 
-def snapshot_of(models: LoadedModels) -> ModelSnapshot:
+def snapshot_of(
+    models: LoadedModels, wrap: Callable[[Recommender], Ranker] = lambda r: r
+) -> ModelSnapshot:
+    """What a batch ranks with; ``wrap`` turns each loaded model into the ranker the worker
+    calls (the worker steers every model: :func:`streams.steering.steered`)."""
     ab = models.ab_test
     if ab is None:
-        return ModelSnapshot({None: models.recommender})
-    rankers: dict[str | None, Ranker] = {n: r for n, r in ab.recommenders.items()}
+        return ModelSnapshot({None: wrap(models.recommender)})
+    rankers: dict[str | None, Ranker] = {n: wrap(r) for n, r in ab.recommenders.items()}
     return ModelSnapshot(rankers, ab.experiment)
 
 
@@ -113,10 +117,12 @@ class ModelWatcher:
         models: LoadedModels,
         *,
         loader: Callable[[str], Recommender] | None = None,
+        wrap: Callable[[Recommender], Ranker] = lambda r: r,
     ) -> None:
         self._settings = settings
         self._models = models
-        self._snapshot = snapshot_of(models)
+        self._wrap = wrap
+        self._snapshot = snapshot_of(models, wrap)
         self._serving = target_of_loaded(models)
         self._refused: Target | str | None = None
         self._lock = asyncio.Lock()
@@ -199,7 +205,7 @@ class ModelWatcher:
             recommenders = {str(n): loaded[v] for n, v, _ in target.variants}
             models = LoadedModels(first, path, ABTest(experiment, recommenders))
         before = self._what()
-        self._models, self._snapshot = models, snapshot_of(models)
+        self._models, self._snapshot = models, snapshot_of(models, self._wrap)
         self._serving, self._refused = target, None
         self.swaps += 1
         set_model_info(models, target.salt)

@@ -18,6 +18,9 @@ import faust
 
 from features.session_cache import SessionCache
 from features.store import FeatureStore, feature_store_for
+from models.recommender import Recommender
+from models.skip.auto import auto_steering_for
+from models.steered import SteeredRecommender
 from nowplaying.clients import AsyncRedisClient, async_redis_client
 from nowplaying.settings import Settings
 from streams.attribution import attribution_for
@@ -29,6 +32,7 @@ from streams.ownership import Ownership
 from streams.pipeline import Pipeline
 from streams.reload import ModelWatcher, RefreshingClaimer
 from streams.retry import Retrier
+from streams.steering import steered
 
 
 class FaustPublisher:
@@ -71,7 +75,16 @@ def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> W
     counts = CountingSensor()
     sensor = Sensors(PrometheusSensor(), counts)
     ownership = Ownership()
-    watcher = ModelWatcher(settings, models)
+
+    def steered_model(recommender: Recommender) -> SteeredRecommender:
+        auto = auto_steering_for(
+            settings.model_dir / recommender.model_version,
+            settings.auto_steering,
+            intra_op_threads=settings.ort_intra_op_threads,
+        )
+        return steered(recommender, auto)
+
+    watcher = ModelWatcher(settings, models, wrap=steered_model)
     claimer = RefreshingClaimer(store, watcher)
     pipeline = Pipeline(
         settings,

@@ -33,7 +33,7 @@ from features.session import (
     fold_events,
     to_session_event,
 )
-from nowplaying.events import PlayEvent
+from nowplaying.steer_events import InputEvent
 
 #: How many users the active-users index keeps (the most recently active).
 ACTIVE_USERS_KEPT: Final = 1000
@@ -91,7 +91,7 @@ class Applied:
     or :data:`OUT_OF_ORDER` (and the rest empty) when the batch's :class:`Fencing` refused it.
     """
 
-    event: PlayEvent
+    event: InputEvent
     duplicate: bool
     records: tuple[str, ...]
     folded: SessionState = field(default_factory=SessionState)
@@ -138,7 +138,7 @@ class FeatureStore(Protocol):
         ...
 
     async def apply_events(
-        self, events: Sequence[PlayEvent], fencing: Fencing | None = None
+        self, events: Sequence[InputEvent], fencing: Fencing | None = None
     ) -> list[Applied]:
         """Apply the events in order; one answer per event, in the same order. With
         ``fencing`` (a stamp per event), refuse what the fence refuses and move ``next``."""

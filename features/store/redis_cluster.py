@@ -32,8 +32,8 @@ from features.store.scripts import (
     queue_script,
 )
 from nowplaying.clients import AsyncRedisClient
-from nowplaying.events import PlayEvent
 from nowplaying.keys import Keys
+from nowplaying.steer_events import InputEvent
 
 
 class RedisClusterStore(RedisStore):
@@ -59,7 +59,7 @@ class RedisClusterStore(RedisStore):
 
     async def _apply(
         self,
-        events: Sequence[PlayEvent],
+        events: Sequence[InputEvent],
         held: Sequence[tuple[str, ...]],
         fencing: Fencing | None,
     ) -> list[Any]:

@@ -30,8 +30,8 @@ from features.store.base import (
 )
 from features.store.scripts import AnyPipeline, LuaScript, ScriptCaller
 from nowplaying.clients import AsyncRedisClient
-from nowplaying.events import PlayEvent
 from nowplaying.keys import Keys, partition_tag
+from nowplaying.steer_events import InputEvent
 
 #: Lists to store, by session id (every session of ``states`` first, in its order).
 ListsBySession: TypeAlias = Mapping[str, Sequence[StoredList]]
@@ -87,7 +87,7 @@ class RedisStore(ABC):
         }
 
     async def apply_events(
-        self, events: Sequence[PlayEvent], fencing: Fencing | None = None
+        self, events: Sequence[InputEvent], fencing: Fencing | None = None
     ) -> list[Applied]:
         """Apply the events in order (one round trip; three on a cluster with ``fencing``).
         A batch of dead letters only (no events) still moves the watermark."""
@@ -125,7 +125,7 @@ class RedisStore(ABC):
     @abstractmethod
     async def _apply(
         self,
-        events: Sequence[PlayEvent],
+        events: Sequence[InputEvent],
         held: Sequence[tuple[str, ...]],
         fencing: Fencing | None,
     ) -> list[Any]:
@@ -148,7 +148,7 @@ class RedisStore(ABC):
         records = self._cache.records(session_id)
         return records if len(records) < self._max_events - 1 else ()
 
-    def _applied(self, event: PlayEvent, held: tuple[str, ...], reply: Any) -> Applied:
+    def _applied(self, event: InputEvent, held: tuple[str, ...], reply: Any) -> Applied:
         if isinstance(reply, Exception):
             return Applied(event, False, (), error=str(reply)[:500])
         status, start, tail, stored = int(reply[0]), int(reply[1]), reply[2], reply[3]

@@ -23,8 +23,8 @@ from features.session_cache import SessionCache
 from features.store.base import ACTIVE_USERS_KEPT, Fencing, Stamp, as_text
 from features.store.redis_common import ListsBySession, RedisStore, stamp_args, state_json
 from features.store.scripts import APPLY_BATCH, WRITE_BATCH
-from nowplaying.events import PlayEvent
 from nowplaying.keys import Keys, partition_tag
+from nowplaying.steer_events import InputEvent
 
 
 class RedisSingleStore(RedisStore):
@@ -44,7 +44,7 @@ class RedisSingleStore(RedisStore):
 
     async def _apply(
         self,
-        events: Sequence[PlayEvent],
+        events: Sequence[InputEvent],
         held: Sequence[tuple[str, ...]],
         fencing: Fencing | None,
     ) -> list[Any]:

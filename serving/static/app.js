@@ -21,6 +21,11 @@ let lastTrigger = null;
 let apiToken = null; // in memory only
 let connection = 0; // which connect() is current; older ones stand down
 let reconnectTimer = null;
+let currentView = null; // the last snapshot: the session steer buttons act on
+const INTENT_LABEL = {
+  more_like_this: "more like this", less_like_this: "less like this",
+  discover: "discover", familiar: "familiar", reset: "reset",
+};
 
 class AuthError extends Error {}
 
@@ -122,6 +127,8 @@ function renderNowPlaying(view) {
     ["plays", f.plays],
     ["skip rate", f.skip_rate === undefined ? null : `${Math.round(f.skip_rate * 100)}%`],
     ["in a row skipped", f.consecutive_skips],
+    ["steering", (f.intents || []).map((i) => INTENT_LABEL[i.kind] +
+      (i.track_id ? ` ${i.track_id}` : "")).join(", ")],
   ]);
 }
 
@@ -158,11 +165,16 @@ function renderRecommendations(view) {
     const fill = el("span");
     fill.style.width = `${width.toFixed(1)}%`;
     bar.append(fill);
+    const less = el("button", { type: "button", class: "less", title: "Less like this" }, "✕");
+    less.dataset.intent = "less_like_this";
+    less.addEventListener("click", () => steer("less_like_this", r.track_id));
     return el("li", { "data-track-id": r.track_id },
       el("span", { class: "rank" }, r.rank),
       el("div", {}, el("div", { class: "track" }, r.track_id), bar),
-      el("span", { class: "source" }, r.source));
+      el("span", { class: "source" }, r.source), less);
   }));
+  if (msg.steering) list.dataset.steering = msg.steering;
+  else list.removeAttribute("data-steering");
   list.dataset.trigger = msg.trigger_event_id;
   if (msg.trigger_event_id !== lastTrigger) {
     lastTrigger = msg.trigger_event_id;
@@ -178,14 +190,55 @@ function renderRecommendations(view) {
     ["model", msg.model_version],
     ["generated", `${clock(msg.generated_at)} (${ago(msg.generated_at)})`],
     ["sources", [...new Set(msg.recommendations.map((r) => r.source))].join(", ")],
+    ["shaped by", msg.steering ? msg.steering.split("+").map((k) => INTENT_LABEL[k] || k).join(" + ") : null],
   ]);
 }
 
 function render(view) {
+  currentView = view;
+  const np = view.now_playing;
+  $("steer").querySelector('[data-intent="more_like_this"]').disabled = !np;
   renderNowPlaying(view);
   renderPlays(view);
   renderRecommendations(view);
   document.title = view.now_playing ? `▶ ${view.now_playing.track_id} · nowplaying` : "nowplaying · live";
+}
+
+function steerStatus(state, text) {
+  const s = $("steer-status");
+  s.dataset.state = state;
+  s.textContent = text;
+}
+
+// POST a steer for the watched listener's current session. Not through api(): a token without
+// the steer scope gets a message here, and the live stream (read scope) goes on.
+async function steer(intent, trackId) {
+  const view = currentView;
+  if (!view || !view.session_id || !watching) {
+    steerStatus("error", "no session to steer yet");
+    return;
+  }
+  const body = { user_id: watching, intent };
+  if (trackId) body.track_id = trackId;
+  const headers = { "Content-Type": "application/json" };
+  if (apiToken) headers.Authorization = `Bearer ${apiToken}`;
+  steerStatus("sending", `${INTENT_LABEL[intent]}…`);
+  try {
+    const res = await fetch(`/v1/sessions/${idPath(view.session_id)}/steer`, {
+      method: "POST", headers, body: JSON.stringify(body), cache: "no-store",
+    });
+    if (res.status === 202) {
+      const accepted = await res.json();
+      steerStatus("sent", `${INTENT_LABEL[intent]}: sent (${accepted.event_id})`);
+      return;
+    }
+    const error = (await res.json().catch(() => ({}))).error || {};
+    const why = res.status === 403 ? "the token lacks the steer scope"
+      : res.status === 429 ? "too many steers, wait a moment" : error.message || `HTTP ${res.status}`;
+    steerStatus("error", `${INTENT_LABEL[intent]} refused: ${why}`);
+  } catch (_) {
+    steerStatus("error", "the API is unreachable");
+  }
 }
 
 // Why the page cannot watch this id, or null when it can.
@@ -316,6 +369,13 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     watch($("user-input").value); // as typed: spaces are part of an id
   });
+  for (const b of $("steer").querySelectorAll("button[data-intent]")) {
+    b.addEventListener("click", () => {
+      const intent = b.dataset.intent;
+      const np = currentView && currentView.now_playing;
+      steer(intent, intent === "more_like_this" && np ? np.track_id : undefined);
+    });
+  }
   $("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const input = $("token-input");

@@ -22,6 +22,7 @@ import pytest
 from features.session import SessionEvent, SessionState, to_session_event
 from features.store import Applied, Claim, FeatureStore, Fencing, Stamp, StoredList, TopicPartition
 from nowplaying.events import PlayEvent, TrackStart
+from nowplaying.steer_events import InputEvent
 from streams.ownership import Ownership
 from streams.pipeline import Pipeline, RawMessage
 from tests.contract.conftest import OnBackend
@@ -55,7 +56,7 @@ class Paused:
         return await self._store.claim_partitions(partitions)
 
     async def apply_events(
-        self, events: Sequence[PlayEvent], fencing: Fencing | None = None
+        self, events: Sequence[InputEvent], fencing: Fencing | None = None
     ) -> list[Applied]:
         await self._gate("apply")
         return await self._store.apply_events(events, fencing)

@@ -44,7 +44,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str, int]] = {
     ("GET", "/v1/users/{user_id}/live"): ("read", "/v1/users/u-a/live", 200),
     ("GET", "/v1/users"): ("read", "/v1/users", 200),
     ("POST", "/v1/stream-tokens"): ("read", "/v1/stream-tokens", 200),
-    ("POST", "/v1/sessions/{session_id}/steer"): ("steer", "/v1/sessions/s-a/steer", 501),
+    # no body: refused as invalid only once the token and its scope passed
+    ("POST", "/v1/sessions/{session_id}/steer"): ("steer", "/v1/sessions/s-a/steer", 422),
     ("GET", "/healthz"): ("open", "/healthz", 200),
     ("GET", "/readyz"): ("probe", "/readyz", 503),  # the registry is empty
     ("GET", "/metrics"): ("probe", "/metrics", 200),
@@ -201,14 +202,14 @@ def test_steering_is_rate_limited_per_token_with_retry_after(
         for _ in range(3):  # refused for lack of scope: takes nothing from any bucket
             assert_error(http.post(steer, headers=READER.headers), 403, "forbidden")
         for _ in range(2):
-            assert_error(http.post(steer, headers=STEERER.headers), 501, "not_implemented")
+            assert_error(http.post(steer, headers=STEERER.headers), 422, "invalid_request")
         limited = http.post(steer, headers=STEERER.headers)
         error = assert_error(limited, 429, "rate_limited")
         retry_after = int(limited.headers["Retry-After"])
         assert 1 <= retry_after <= 100 and error["details"]["retry_after_seconds"] == retry_after
         assert "tests-steerer" in error["message"]
         # each token has its own bucket
-        assert_error(http.post(steer, headers=ADMIN.headers), 501, "not_implemented")
+        assert_error(http.post(steer, headers=ADMIN.headers), 422, "invalid_request")
         assert_error(http.post(steer, headers=STEERER.headers), 429, "rate_limited")
 
 
@@ -224,6 +225,7 @@ def test_no_token_nor_hash_reaches_the_logs_metrics_or_error_bodies(
         api_tokens=API_TOKENS,
         api_port=free_tcp_port(),
         api_steer_burst=1,
+        api_steer_rate_per_second=0.01,  # the second steer is refused however slow the loop
         log_level="DEBUG",
     )
     write_listener(settings)

@@ -196,7 +196,7 @@ def unknown_schema_version(draw: st.DrawFn) -> BadMessage:
 def unknown_event_type(draw: st.DrawFn) -> BadMessage:
     event = draw(valid_event_dicts())
     event["event_type"] = draw(
-        st.text(max_size=20).filter(lambda t: t not in {"track_start", "track_end"})
+        st.text(max_size=20).filter(lambda t: t not in {"track_start", "track_end", "steer"})
     )
     return BadMessage("unknown_event_type", encode(event), frozenset({"unknown_event_type"}))
 

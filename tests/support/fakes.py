@@ -38,9 +38,10 @@ from features.store import (
     StoredList,
     TopicPartition,
 )
-from nowplaying.events import PlayEvent, Recommendation, RecommendationMessage
+from nowplaying.events import Recommendation, RecommendationMessage
 from nowplaying.keys import Keys, partition_tag
 from nowplaying.outcomes import OutcomeMessage
+from nowplaying.steer_events import InputEvent
 
 
 class Keyspace:
@@ -132,7 +133,7 @@ class MemoryStore:
         return out
 
     async def apply_events(
-        self, events: Sequence[PlayEvent], fencing: Fencing | None = None
+        self, events: Sequence[InputEvent], fencing: Fencing | None = None
     ) -> list[Applied]:
         self.apply_calls += 1
         if self.apply_failures:
@@ -169,7 +170,7 @@ class MemoryStore:
     def _behind(mark: dict[str, str], stamp: Stamp) -> bool:
         return int(mark["e"]) > stamp.epoch or int(mark["o"]) > stamp.offset
 
-    def _apply_one(self, ev: PlayEvent, stamp: Stamp | None) -> Applied:
+    def _apply_one(self, ev: InputEvent, stamp: Stamp | None) -> Applied:
         d, k, ttl, sid = self.data, self.keys, self.ttl_seconds, ev.session_id
         mark = self._mark(sid, stamp)
         if stamp is not None and mark is not None and int(mark["e"]) > stamp.epoch:
@@ -325,7 +326,7 @@ class RecordingSensor:
     def on_batch(self, size: int) -> None:
         self.calls.append(("batch", size))
 
-    def on_event_applied(self, event: PlayEvent, duplicate: bool, variant: str | None) -> None:
+    def on_event_applied(self, event: InputEvent, duplicate: bool, variant: str | None) -> None:
         self.calls.append(("event_applied", event.event_id, duplicate, variant))
 
     def on_dead_letter(self, reason: str) -> None:

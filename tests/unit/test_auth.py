@@ -150,7 +150,7 @@ def test_openapi_declares_bearer_security_per_route_with_its_scope() -> None:
         ("GET", "/metrics"): None,
     }
     steer = spec["paths"]["/v1/sessions/{session_id}/steer"]["post"]["responses"]
-    assert {"401", "403", "429", "501"} <= set(steer)
+    assert {"202", "401", "403", "404", "409", "422", "429", "503"} <= set(steer)
     probes = create_app(isolated_settings(api_tokens=entry.entry, api_auth_probes="read"))
     assert probes.openapi()["paths"]["/readyz"]["get"]["security"] == read
     open_spec = create_app(isolated_settings(api_auth="off")).openapi()

@@ -126,6 +126,7 @@ def test_main_builds_settings_and_runs_the_runner(tmp_path: Path) -> None:
         "now-playing-recommendation.schema.json",
         "outcome.schema.json",
         "play-event.schema.json",
+        "steer-event.schema.json",
     ]
     assert cli.main(["schemas", "--check", "--out", str(tmp_path)]) == 0
 

@@ -20,6 +20,7 @@ from nowplaying.events import (
     parse_play_event,
 )
 from nowplaying.outcomes import OutcomeMessage
+from nowplaying.steer_events import SteerEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
@@ -29,6 +30,7 @@ MODEL_FILES: list[tuple[type[Any], str]] = [
     (RecommendationMessage, "now-playing-recommendation.schema.json"),
     (DeadLetter, "dead-letter.schema.json"),
     (OutcomeMessage, "outcome.schema.json"),
+    (SteerEvent, "steer-event.schema.json"),
 ]
 
 
