@@ -11,8 +11,9 @@ artifacts' track vocabulary:
 * one on the whole training split, saved as ``sequence.onnx`` in the version folder: it scores
   the validation queries (early stopping) and everything served.
 
-The models are trained in child processes (forked before this process imports jax, so the
-forked feature workers that follow never inherit JAX's threads), all three at once; each is
+The models are trained in child processes started by a fork server (this process never
+imports jax, and a child is never forked from a process whose XLA or LightGBM threads run: such
+a child can deadlock), all three at once; each is
 saved as ONNX and only the ONNX graphs are used afterwards
 (:class:`models.sequence.scorer.SequenceScorer`, what the worker runs).
 
@@ -65,6 +66,14 @@ def sessions_for(train: Sequence[Session], half: int, seed: int) -> list[Session
 _TASK_INPUT: tuple[Sequence[Session], TrackArtifacts, SequenceConfig, int] | None = None
 
 
+def _set_input(
+    train: Sequence[Session], artifacts: TrackArtifacts, config: SequenceConfig, seed: int
+) -> None:
+    """A child's initializer: the input every task of the child reads."""
+    global _TASK_INPUT  # noqa: PLW0603 - read-only input of this child's tasks
+    _TASK_INPUT = (train, artifacts, config, seed)
+
+
 def _train_one(task: tuple[int, str]) -> dict[str, Any]:
     """Train one model (``half`` -1: all sessions; k: all but half k) and save it as ONNX."""
     from models.sequence.train import train_sequence_model  # noqa: PLC0415 - jax, child only
@@ -89,19 +98,22 @@ def train_sequence_models(
     workers: int = 3,
 ) -> SequenceModels:
     """The serving model (``version_dir / sequence.onnx``) and the half models (in
-    ``scratch``), trained in forked child processes."""
-    global _TASK_INPUT  # noqa: PLW0603 - read-only input of the forked children
+    ``scratch``), trained in child processes (one per model, from a fork server)."""
     cfg = config or SequenceConfig()
     serving = version_dir / SEQUENCE_FILE
     halves = tuple(scratch / f"sequence-half{k}.onnx" for k in range(SEQUENCE_HALVES))
     tasks = [(-1, str(serving)), *((k, str(p)) for k, p in enumerate(halves))]
-    _TASK_INPUT = (train, artifacts, cfg, seed)
-    try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max(1, min(workers, len(tasks))), mp_context=context) as pool:
-            stats = list(pool.map(_train_one, tasks))
-    finally:
-        _TASK_INPUT = None
+    # Children come from a fork server, never forked from this process: a process forked
+    # while XLA's or LightGBM's threads run (an earlier training in the same process) can
+    # deadlock in the child.
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(
+        max(1, min(workers, len(tasks))),
+        mp_context=context,
+        initializer=_set_input,
+        initargs=(list(train), artifacts, cfg, seed),
+    ) as pool:
+        stats = list(pool.map(_train_one, tasks))
     return SequenceModels(
         serving,
         halves,
