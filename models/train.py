@@ -96,6 +96,7 @@ class TrainConfig:
     threads: int = 1
     workers: int = 0  # processes building the training folds; 0: one per core
     skip_model: bool = True  # also train the skip-risk model (models.skip) into the version
+    skip_task_model: bool = False  # and the offline WSDM evaluation model (models.skip.task_model)
 
 
 @dataclass
@@ -220,6 +221,7 @@ def _train_in(
                     threads=cfg.threads,
                     folds=cfg.folds,
                     evaluate=evaluate,
+                    task_model=cfg.skip_task_model,
                 )
         metadata: dict[str, Any] = {
             "version": version,

@@ -42,6 +42,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         sequence=not getattr(args, "no_sequence", False),
         sequence_epochs=getattr(args, "sequence_epochs", None) or TrainConfig.sequence_epochs,
         ablation=getattr(args, "ablation", False),
+        skip_task_model=getattr(args, "skip_task_model", False),
     )
     data_info = {
         "description": description,

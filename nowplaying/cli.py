@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--sequence-epochs", type=int, default=None, help="sequence model epochs (default 2)"
     )
     p.add_argument(
+        "--skip-task-model",
+        action="store_true",
+        help="also train the offline WSDM skip evaluation model (about 90 s on the real data)",
+    )
+    p.add_argument(
         "--ablation",
         action="store_true",
         help="also train and evaluate the ranker without the sequence / higher-order features",

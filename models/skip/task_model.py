@@ -4,7 +4,8 @@ A separate, offline model next to the served skip-risk model (``skip.onnx``): it
 (the session's length, the second half's known tracks, the codes of the last known outcomes)
 are the task's and the stream does not hold them when it rates candidates, so the worker keeps
 the served model and never loads this one. Trained by :func:`models.skip.train.add_skip_model`
-(the same path as the served model, every new version) and by ``python -m models.skip.train``:
+(the same path as the served model, with ``nowplaying train --skip-task-model``) and by
+``python -m models.skip.train``:
 
 1. Training rows out of fold: the training sessions' folds (:func:`models.skip.train.fold_of`)
    get their rows from :class:`TaskStats` and embeddings fitted on the other folds.

@@ -114,16 +114,21 @@ def add_skip_model(
     threads: int,
     folds: int,
     evaluate: bool,
+    task_model: bool = False,
 ) -> None:
-    """What ``nowplaying train`` does for the skip model: train it into the version folder
-    and, with ``evaluate``, write its test-split evaluation (``skip_report.md``)."""
+    """What ``nowplaying train`` does for the skip model: train it into the version folder,
+    with ``task_model`` also the offline WSDM evaluation model (:mod:`models.skip.task_model`,
+    about 90 s on the real data: ``nowplaying train --skip-task-model`` or ``python -m
+    models.skip.train VERSION_DIR``), and, with ``evaluate``, write its test-split evaluation
+    (``skip_report.md``)."""
     from models.skip.evaluation import run_skip  # noqa: PLC0415
 
     train, val, test = splits
     config = SkipConfig(seed=seed, threads=threads, folds=max(1, min(folds, SkipConfig.folds)))
     train_skip_model(train, val, artifacts, version_dir, config)
-    task_config = TaskConfig(seed=seed, threads=threads, folds=config.folds)
-    train_task_model(train, val, artifacts, version_dir, task_config)
+    if task_model:
+        task_config = TaskConfig(seed=seed, threads=threads, folds=config.folds)
+        train_task_model(train, val, artifacts, version_dir, task_config)
     if evaluate and test:
         run_skip(version_dir, test, quiet=True, train=train)
 

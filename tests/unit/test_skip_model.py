@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from features.artifacts import TrackArtifacts, fit_artifacts
-from features.rows import FEATURE_NAMES, FEATURE_VERSION
+from features.rows import FEATURE_NAMES, FEATURE_VERSION, SEQUENCE_FEATURES
 from features.session import Outcome
 from models.datasets import synthetic_sessions
 from models.labelled_sessions import LabelledPlay, Session, split_sessions
@@ -150,6 +150,23 @@ def test_trained_skip_model_onnx_matches_lightgbm_on_real_feature_rows(
     diff = np.abs(scorer.risk(rows) - booster.predict(rows))
     assert diff.max() <= 1e-5
     assert scorer.metadata["parity"]["max_abs_diff"] <= 1e-5
+
+
+def test_skip_model_does_not_use_the_sequence_model_columns(
+    trained_skip: tuple[Path, list[Session]],
+) -> None:
+    """The skip model's training rows have no sequence model (zeros there, so no split uses
+    them); the stream's rows do: its rating of them must not depend on those columns."""
+    folder, test = trained_skip
+    scorer = SkipRiskModel.load(folder)
+    assert scorer is not None
+    examples = [e for s in test for e in session_examples(s)]
+    rows = example_rows(examples, TrackArtifacts.load(folder))
+    columns = [FEATURE_NAMES.index(n) for n in SEQUENCE_FEATURES]
+    assert not rows[:, columns].any()
+    served = rows.copy()
+    served[:, columns] = np.random.default_rng(0).normal(size=(len(rows), len(columns)))
+    np.testing.assert_array_equal(scorer.risk(served), scorer.risk(rows))
 
 
 def test_skip_evaluation_reports_every_method_with_intervals(
