@@ -65,6 +65,8 @@ def out_of_fold_rows(
             per_session=cfg.queries_per_session,
             sequence=held_out_scores(sequence, serving, artifacts),
             hard_negatives=cfg.hard_negatives,
+            every_next=cfg.every_next,
+            negative_pool=cfg.negative_pool,
         )
     workers = min(cfg.workers or os.cpu_count() or 1, cfg.folds)
     bar = tqdm(total=cfg.folds, desc="training rows", unit="fold", disable=not progress)
@@ -103,6 +105,8 @@ def _fold_rows(fold: int) -> RankingData:
         per_session=cfg.queries_per_session,
         sequence=held_out_scores(sequence, serving, artifacts),
         hard_negatives=cfg.hard_negatives,
+        every_next=cfg.every_next,
+        negative_pool=cfg.negative_pool,
     )
 
 
