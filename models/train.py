@@ -81,7 +81,9 @@ class TrainConfig:
     #: LambdaRank gain of each label (0 for the other candidates).
     label_gain: tuple[float, ...] = (0.0, 1.0, 3.0, 7.0)
     queries_per_session: int | None = 5  # sampled training queries per session (None: all)
-    candidates: int = 200
+    candidates: int = 200  # generator candidates of the training and validation queries
+    #: Candidates of the evaluated served lists: NP_CANDIDATES' default (nowplaying.settings).
+    served_candidates: int = 100
     folds: int = 4  # out-of-fold artifacts for the training rows (1: no folds)
     early_stopping_rounds: int = 30
     validation_queries: int = 1000  # cap on the early-stopping queries (all candidates each)
@@ -92,6 +94,7 @@ class TrainConfig:
     #: Epochs of the sequence models (None: SequenceConfig's); 2 keeps the three trainings of
     #: `nowplaying train` within its time budget on a shared 2-core machine.
     sequence_epochs: int | None = 2
+    sequence_learning_rate: float | None = None  # None: SequenceConfig's
     #: Also train the ranker without the sequence-model and without the higher-order features
     #: (the same rows, those columns zeroed) and evaluate their served lists (models.ablation).
     ablation: bool = False
@@ -348,6 +351,7 @@ def _evaluate(
         onnx_session(version_dir / MODEL_FILE, intra_op_threads=1),
         TrackArtifacts.load(version_dir),
         metadata,
+        candidates=cfg.served_candidates,
         sequence=load_sequence(version_dir),
     )
 

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -128,9 +129,12 @@ def serving_scores(
 
 
 def sequence_config(cfg: TrainConfig) -> SequenceConfig:
-    if cfg.sequence_epochs is None:
-        return SequenceConfig()
-    return SequenceConfig(epochs=cfg.sequence_epochs)
+    base = SequenceConfig()
+    return replace(
+        base,
+        epochs=cfg.sequence_epochs or base.epochs,
+        learning_rate=cfg.sequence_learning_rate or base.learning_rate,
+    )
 
 
 def _tick(bar: tqdm, value: RankingData) -> RankingData:
