@@ -80,7 +80,7 @@ class TrainConfig:
     every_next: bool = True
     #: LambdaRank gain of each label (0 for the other candidates).
     label_gain: tuple[float, ...] = (0.0, 1.0, 3.0, 7.0)
-    queries_per_session: int | None = 5  # sampled training queries per session (None: all)
+    queries_per_session: int | None = 10  # sampled training queries per session (None: all)
     candidates: int = 200  # generator candidates of the training and validation queries
     #: Candidates of the evaluated served lists: NP_CANDIDATES' default (nowplaying.settings).
     served_candidates: int = 100
