@@ -80,7 +80,11 @@ def ablation_table(
         try:
             export_onnx(booster, N_FEATURES, path)
             recommender = Recommender(
-                onnx_session(path, intra_op_threads=1), artifacts, metadata, sequence=sequence
+                onnx_session(path, intra_op_threads=1),
+                artifacts,
+                metadata,
+                candidates=cfg.served_candidates,
+                sequence=sequence,
             )
             result = evaluate_served(recommender, train, test, methods=()).methods[SERVED]
         finally:

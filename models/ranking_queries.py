@@ -30,6 +30,10 @@ from models.labelled_sessions import Session, session_records
 _ROW_BATCH: Final = 256
 #: Graded relevance of the actual next track: listened 2, skipped late 1, skipped early 0.
 GAIN: Final[dict[Outcome, int]] = {"listened": 2, "skip_late": 1, "skip_early": 0}
+#: The ranker's training label of the actual next track: EVERY next track is positive (served
+#: hit rate and MRR count every next track), listened above late above early skips; the
+#: generator's other candidates are 0.
+LABEL: Final[dict[Outcome, int]] = {"listened": 3, "skip_late": 2, "skip_early": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,10 @@ class Query:
     @property
     def gain(self) -> int:
         return GAIN[self.next_outcome]
+
+    @property
+    def label(self) -> int:
+        return LABEL[self.next_outcome]
 
 
 def session_queries(session: Session) -> Iterator[Query]:
@@ -85,15 +93,19 @@ def training_data(
     per_session: int | None = None,
     sequence: Callable[[Sequence[Query]], F32] | None = None,
     hard_negatives: int = 0,
+    every_next: bool = True,
+    negative_pool: int | None = None,
 ) -> RankingData:
-    """Rows for the queries whose next track can be recommended and has a positive gain.
+    """Rows for the queries whose next track can be recommended.
 
-    Candidates come from the generator plus the actual next track (label ``gain``; all others 0).
+    Candidates come from the generator plus the actual next track (label :data:`LABEL`, all
+    others 0; with ``every_next`` False: label ``gain``, and early-skipped next tracks left out).
     With ``negatives`` set, only that many generator candidates are kept besides the positive:
     the first ``hard_negatives`` of the generator's list (its strongest proposals: n-gram
-    continuations, then the best co-listen scores), the rest sampled (seeded) from the others.
+    continuations, then the best co-listen scores), the rest sampled (seeded) from the others
+    (from its first ``negative_pool`` only, when set).
     Queries whose next track is unknown to the artifacts, was already played in the session
-    (never recommended), or was skipped early (gain 0: no ranking signal) are left out.
+    (never recommended) are left out.
     ``per_session`` keeps at most that many of a session's queries (sampled, seeded);
     ``max_queries`` stops after that many queries. ``sequence`` gives the sequence model's
     scores ``[len(chunk), artifacts.n_tracks]`` of a chunk of queries (None: no sequence model).
@@ -103,7 +115,7 @@ def training_data(
     parts_labels: list[np.ndarray] = []
     parts_tracks: list[I32] = []
     keys: list[tuple[str, int]] = []
-    eligible = _eligible(queries, artifacts, per_session, rng)[:max_queries]
+    eligible = _eligible(queries, artifacts, per_session, rng, every_next)[:max_queries]
     # Contexts, candidates and rows a chunk of queries at a time (the batch feature code the
     # stream worker runs; contexts are large, so only one chunk's are held).
     for start in range(0, len(eligible), _ROW_BATCH):
@@ -117,7 +129,7 @@ def training_data(
             others = cands.tracks[cands.tracks != positive]
             if negatives is not None and len(others) > negatives:
                 hard = min(hard_negatives, negatives)
-                rest = others[hard:]
+                rest = others[hard : max(negative_pool or len(others), negatives)]
                 others = np.concatenate(
                     [others[:hard], rest[rng.permutation(len(rest))[: negatives - hard]]]
                 )
@@ -126,7 +138,7 @@ def training_data(
             at = int(rng.integers(0, len(others) + 1))
             tracks = np.insert(others, at, positive).astype(np.int32)
             labels = np.zeros(len(tracks), np.int32)
-            labels[at] = query.gain
+            labels[at] = query.label if every_next else query.gain
             parts_labels.append(labels)
             chunk_tracks.append(tracks)
             keys.append((query.session_id, query.position))
@@ -141,9 +153,10 @@ def _eligible(
     artifacts: TrackArtifacts,
     per_session: int | None,
     rng: np.random.Generator,
+    every_next: bool,
 ) -> list[Query]:
-    """Queries with a positive gain on a recommendable next track; at most ``per_session`` of
-    each session's (queries arrive session by session)."""
+    """Queries with a recommendable next track (with a positive gain unless ``every_next``);
+    at most ``per_session`` of each session's (queries arrive session by session)."""
     kept: list[Query] = []
     session: list[Query] = []
     for query in [*queries, None]:
@@ -156,7 +169,7 @@ def _eligible(
         if query is None:
             break
         if (
-            query.gain > 0
+            (every_next or query.gain > 0)
             and query.next_track in artifacts.index
             and query.next_track not in query.state.played
         ):

@@ -76,8 +76,16 @@ class TrainConfig:
     #: the real data, 10 of 20 LOST 0.06 served HR@10 (validation stopped at 52 trees): the
     #: ranker then meets few easy negatives, and serving ranks all 200 candidates.
     hard_negatives: int = 0
-    queries_per_session: int | None = 5  # sampled training queries per session (None: all)
-    candidates: int = 200
+    negative_pool: int | None = None  # sample the negatives from the generator's first ones
+    #: Every actual next track a positive (models.ranking_queries.LABEL: early skips too);
+    #: False: the graded gain, early-skipped next tracks left out.
+    every_next: bool = True
+    #: LambdaRank gain of each label (0 for the other candidates).
+    label_gain: tuple[float, ...] = (0.0, 1.0, 3.0, 7.0)
+    queries_per_session: int | None = 10  # sampled training queries per session (None: all)
+    candidates: int = 200  # generator candidates of the training and validation queries
+    #: Candidates of the evaluated served lists: NP_CANDIDATES' default (nowplaying.settings).
+    served_candidates: int = 100
     folds: int = 4  # out-of-fold artifacts for the training rows (1: no folds)
     early_stopping_rounds: int = 30
     validation_queries: int = 1000  # cap on the early-stopping queries (all candidates each)
@@ -88,6 +96,7 @@ class TrainConfig:
     #: Epochs of the sequence models (None: SequenceConfig's); 2 keeps the three trainings of
     #: `nowplaying train` within its time budget on a shared 2-core machine.
     sequence_epochs: int | None = 2
+    sequence_learning_rate: float | None = None  # None: SequenceConfig's
     #: Also train the ranker without the sequence-model and without the higher-order features
     #: (the same rows, those columns zeroed) and evaluate their served lists (models.ablation).
     ablation: bool = False
@@ -191,6 +200,7 @@ def _train_in(
             seed=cfg.seed,
             max_queries=cfg.validation_queries,
             sequence=serving_scores(serving_sequence, artifacts),
+            every_next=cfg.every_next,
         )
     if train_rows.n_queries == 0:
         raise DataError("no training queries with a positive next track")
@@ -304,7 +314,7 @@ def make_ranker(cfg: TrainConfig) -> lgb.LGBMRanker:
         subsample_freq=1,
         n_jobs=cfg.threads,
         random_state=cfg.seed,
-        label_gain=[0.0, 1.0, 3.0],  # 2**gain - 1 for gains 0, 1, 2
+        label_gain=list(cfg.label_gain),
         lambdarank_truncation_level=20,
         deterministic=True,
         force_row_wise=True,
@@ -360,6 +370,7 @@ def _evaluate(
         onnx_session(version_dir / MODEL_FILE, intra_op_threads=1),
         TrackArtifacts.load(version_dir),
         metadata,
+        candidates=cfg.served_candidates,
         sequence=load_sequence(version_dir),
     )
 

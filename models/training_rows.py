@@ -12,6 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,6 +66,8 @@ def out_of_fold_rows(
             per_session=cfg.queries_per_session,
             sequence=held_out_scores(sequence, serving, artifacts),
             hard_negatives=cfg.hard_negatives,
+            every_next=cfg.every_next,
+            negative_pool=cfg.negative_pool,
         )
     workers = min(cfg.workers or os.cpu_count() or 1, cfg.folds)
     bar = tqdm(total=cfg.folds, desc="training rows", unit="fold", disable=not progress)
@@ -103,6 +106,8 @@ def _fold_rows(fold: int) -> RankingData:
         per_session=cfg.queries_per_session,
         sequence=held_out_scores(sequence, serving, artifacts),
         hard_negatives=cfg.hard_negatives,
+        every_next=cfg.every_next,
+        negative_pool=cfg.negative_pool,
     )
 
 
@@ -124,9 +129,12 @@ def serving_scores(
 
 
 def sequence_config(cfg: TrainConfig) -> SequenceConfig:
-    if cfg.sequence_epochs is None:
-        return SequenceConfig()
-    return SequenceConfig(epochs=cfg.sequence_epochs)
+    base = SequenceConfig()
+    return replace(
+        base,
+        epochs=cfg.sequence_epochs or base.epochs,
+        learning_rate=cfg.sequence_learning_rate or base.learning_rate,
+    )
 
 
 def _tick(bar: tqdm, value: RankingData) -> RankingData:

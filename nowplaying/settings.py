@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         description="Sessions whose log and state a worker keeps in memory (LRU); bounds its RSS.",
     )
     top_k: int = Field(10, ge=1, le=200, description="Length of each Now Playing list.")
-    candidates: int = Field(200, ge=1, description="Candidates ranked per track start.")
+    candidates: int = Field(100, ge=1, description="Candidates ranked per track start.")
     auto_steering: bool = Field(
         False,
         description="Steer a session's list automatically when it is going wrong (two skips in "

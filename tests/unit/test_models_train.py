@@ -10,13 +10,13 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from features.artifacts import TrackArtifacts
+from features.artifacts import TrackArtifacts, fit_artifacts
 from features.rows import FEATURE_NAMES, FEATURE_VERSION
 from models.datasets import synthetic_sessions
 from models.evaluate import CHART_FILE, METRICS_FILE, REPORT_FILE
 from models.export import onnx_scores, onnx_session
 from models.labelled_sessions import LabelledPlay, Session, split_sessions
-from models.ranking_queries import RankingData, session_queries, training_data
+from models.ranking_queries import LABEL, RankingData, session_queries, training_data
 from models.recommender import SEQUENCE_FILE
 from models.registry import LATEST, LIGHTGBM_FILE, MODEL_FILE, resolve_version_dir
 from models.train import TrainConfig, fit_ranker, train_model
@@ -188,3 +188,23 @@ def test_the_sequence_model_is_trained_on_the_training_split_only_and_out_of_fol
     assert planted and not planted & {s.session_id for s in sessions_for(train, -1, seed)}
     served = meta["metrics"]["served"]["methods"]
     assert "sequence" in served  # the sequence model alone, next to the served lists
+
+
+def test_every_actual_next_track_is_a_graded_positive() -> None:
+    train = split_sessions(synthetic_sessions(200), seed=TINY.seed)[0]
+    artifacts = fit_artifacts(train, seed=0)
+    queries = [q for s in train[:60] for q in session_queries(s)]
+    data = training_data(queries, artifacts, negatives=5, candidates=50, seed=0)
+    old = training_data(queries, artifacts, negatives=5, candidates=50, seed=0, every_next=False)
+    by_key = {(q.session_id, q.position): q for q in queries}
+    start = np.concatenate([[0], np.cumsum(data.groups)[:-1]])
+    outcomes = set()
+    for key, at, size in zip(data.keys, start, data.groups, strict=True):
+        labels = data.labels[at : at + size]
+        query = by_key[key]
+        outcomes.add(query.next_outcome)
+        assert sorted(labels.tolist())[-2:] == [0, LABEL[query.next_outcome]]
+        assert data.tracks[at + int(np.argmax(labels))] == artifacts.index[query.next_track]
+    assert "skip_early" in outcomes  # early skips are positives now ...
+    assert old.n_queries < data.n_queries  # ... where the graded gain left them out
+    assert set(old.labels.tolist()) <= {0, 1, 2}
