@@ -14,8 +14,13 @@ accuracy is the share of sessions whose first prediction is correct.
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 from numpy.typing import NDArray
+
+#: Candidate decision thresholds of a skip model; the validation split picks one.
+THRESHOLDS: Final = tuple(round(t, 2) for t in np.arange(0.30, 0.71, 0.02))
 
 
 def average_accuracy(predicted: NDArray[np.bool_], actual: NDArray[np.bool_]) -> float:

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from features.artifacts import TrackArtifacts, fit_artifacts
 from models.labelled_sessions import Session
-from models.skip.accuracy import session_accuracies
+from models.skip.accuracy import THRESHOLDS, session_accuracies
 from models.skip.task_features import (
     F64,
     TASK_FEATURE_NAMES,
@@ -40,7 +40,6 @@ from models.skip.task_features import (
 
 TASK_LIGHTGBM_FILE: Final = "skip_task_lightgbm.txt"
 TASK_METADATA_FILE: Final = "skip_task.json"
-_THRESHOLDS: Final = tuple(round(t, 2) for t in np.arange(0.30, 0.71, 0.02))
 
 
 @dataclass(frozen=True)
@@ -152,7 +151,7 @@ def train_task_model(
         def maa(t: float) -> float:
             return float(session_accuracies(val_sessions, prob >= t, val_labels)[0].mean())
 
-        threshold = max(_THRESHOLDS, key=maa)
+        threshold = max(THRESHOLDS, key=maa)
         val_maa = maa(threshold)
     booster.save_model(str(version_dir / TASK_LIGHTGBM_FILE))
     metadata: dict[str, Any] = {

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -33,7 +33,7 @@ from features.artifacts import TrackArtifacts, fit_artifacts
 from features.rows import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES
 from models.export import INPUT_NAME, TARGET_OPSET, exact_float32_thresholds
 from models.labelled_sessions import Session
-from models.skip.accuracy import session_accuracies
+from models.skip.accuracy import THRESHOLDS, session_accuracies
 from models.skip.examples import SkipExample, example_rows, labels_of, session_examples
 from models.skip.scorer import (
     SKIP_LIGHTGBM_FILE,
@@ -42,9 +42,6 @@ from models.skip.scorer import (
     SkipRiskModel,
 )
 from models.skip.task_model import TaskConfig, train_task_model
-
-#: Candidate decision thresholds; the validation split picks one.
-THRESHOLDS: Final = tuple(round(t, 2) for t in np.arange(0.30, 0.71, 0.02))
 
 
 @dataclass(frozen=True)
