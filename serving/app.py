@@ -285,7 +285,7 @@ def api_routes(settings: Settings, auth: Auth) -> APIRouter:
         "/sessions/{session_id:id}/steer",
         status_code=202,
         response_model=SteerAccepted,
-        responses=error_responses(404, 409, 429),
+        responses=error_responses(400, 404, 409, 429),  # 400: a body that is not JSON
         dependencies=[auth.steer_limited()],
         summary="Steer the listener's current session with an intent",
         description="more_like_this / less_like_this (with a track_id), discover, familiar or "

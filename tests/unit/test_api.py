@@ -22,7 +22,7 @@ from nowplaying.settings import Settings
 from serving.app import create_app
 from serving.middleware import route_label
 from serving.queries import Play, now_playing_of, plays_of
-from tests.support.api_tokens import API_TOKENS, READER
+from tests.support.api_tokens import API_TOKENS, READER, STEERER
 from tests.support.readiness import readiness_document
 from tests.support.settings import isolated_settings
 
@@ -251,6 +251,19 @@ def test_openapi_documents_the_routes_and_error_shape(client: TestClient) -> Non
     (param,) = rec["parameters"]
     assert param["schema"]["maxLength"] == 128 and param["schema"]["pattern"]
     assert client.get("/docs").status_code == 200
+
+
+def test_a_steer_body_that_is_not_json_is_a_documented_bad_request(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    steer = spec["paths"]["/v1/sessions/{session_id}/steer"]["post"]
+    assert {"400", "422"} <= set(steer["responses"])
+    response = client.post(
+        "/v1/sessions/s-1/steer",
+        content=b"#3H\xff",
+        headers={**STEERER.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    _assert_error(response.json(), "bad_request")
 
 
 def test_the_live_page_and_its_assets_are_served(client: TestClient) -> None:
