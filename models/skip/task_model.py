@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from features.artifacts import TrackArtifacts, fit_artifacts
 from models.labelled_sessions import Session
 from models.skip.accuracy import THRESHOLDS, session_accuracies
+from models.skip.params import binary_params
 from models.skip.task_features import (
     F64,
     TASK_FEATURE_NAMES,
@@ -121,20 +122,7 @@ def train_task_model(
     val_rows, val_labels, val_sessions = task_matrix(
         validation, fit_task_stats(train, embeddings_of(artifacts))
     )
-    params: dict[str, Any] = {
-        "objective": "binary",
-        "num_leaves": cfg.leaves,
-        "learning_rate": cfg.learning_rate,
-        "min_child_samples": cfg.min_child_samples,
-        "feature_fraction": 0.8,
-        "bagging_fraction": 0.8,
-        "bagging_freq": 1,
-        "num_threads": cfg.threads,
-        "seed": cfg.seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        "verbosity": -1,
-    }
+    params = binary_params(cfg, feature_fraction=0.8)
     names = list(TASK_FEATURE_NAMES)
     train_set = lgb.Dataset(rows, labels, feature_name=names)
     valid = [lgb.Dataset(val_rows, val_labels, reference=train_set)] if len(val_rows) else []

@@ -35,6 +35,7 @@ from models.export import INPUT_NAME, TARGET_OPSET, exact_float32_thresholds
 from models.labelled_sessions import Session
 from models.skip.accuracy import THRESHOLDS, session_accuracies
 from models.skip.examples import SkipExample, example_rows, labels_of, session_examples
+from models.skip.params import binary_params
 from models.skip.scorer import (
     SKIP_LIGHTGBM_FILE,
     SKIP_METADATA_FILE,
@@ -158,20 +159,7 @@ def fit_skip(
     val_labels: np.ndarray,
     cfg: SkipConfig,
 ) -> lgb.Booster:
-    params: dict[str, Any] = {
-        "objective": "binary",
-        "num_leaves": cfg.leaves,
-        "learning_rate": cfg.learning_rate,
-        "min_child_samples": cfg.min_child_samples,
-        "feature_fraction": 0.9,
-        "bagging_fraction": 0.8,
-        "bagging_freq": 1,
-        "num_threads": cfg.threads,
-        "seed": cfg.seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        "verbosity": -1,
-    }
+    params = binary_params(cfg, feature_fraction=0.9)
     train_set = lgb.Dataset(rows, labels, feature_name=list(FEATURE_NAMES), free_raw_data=True)
     callbacks: list[Callable[..., Any]] = []
     valid_sets = []
