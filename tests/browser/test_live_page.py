@@ -18,61 +18,29 @@ from urllib.parse import quote
 
 import pytest
 
-from nowplaying.clients import redis_client
-from nowplaying.events import PlayEvent, RecommendationMessage, TrackStart
-from nowplaying.keys import Keys
-from nowplaying.settings import Settings
+from nowplaying.events import PlayEvent, TrackStart
+from tests.browser.live import (
+    ARTIFACTS,
+    live_page,
+    page_state,
+    stored_list,
+    wait_for_trigger,
+    worker_settings,
+)
 from tests.conftest import SettingsFactory
 from tests.support.api_server import (
     list_for,
     running_api,
     session,
-    shared_small_model,
     store_like_the_worker,
 )
 from tests.support.api_tokens import API_TOKENS, READER, STEERER
 from tests.support.chromium import Page
-from tests.support.pipeline import WorkerProcess, produce, real_session_events
+from tests.support.pipeline import produce, real_session_events
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 OUTCOME_CLASS = {"skip_early": "skip_early", "skip_late": "skip_late", "listened": "listened"}
-
-PAGE_STATE = """(() => {
-  const recs = document.getElementById('recs');
-  return JSON.stringify({
-    trigger: recs.dataset.trigger || null,
-    tracks: [...recs.querySelectorAll('li')].map((li) => li.dataset.trackId),
-    nowPlaying: document.getElementById('now-playing').dataset.trackId || null,
-    plays: [...document.querySelectorAll('#recent-plays li[data-track-id]')]
-      .map((li) => [li.dataset.trackId, li.className]),
-    updates: Number(document.getElementById('recs-updates').textContent),
-    status: document.getElementById('status').dataset.state,
-  });
-})()"""
-
-
-def page_state(page: Page) -> dict[str, Any]:
-    state: dict[str, Any] = json.loads(page.evaluate(PAGE_STATE))
-    return state
-
-
-def stored_list(settings: Settings, user_id: str) -> RecommendationMessage:
-    client = redis_client(settings)
-    try:
-        raw = client.get(Keys(settings.redis_key_prefix).user_latest(user_id))
-    finally:
-        client.close()
-    assert raw is not None, f"no list in Redis for {user_id}"
-    return RecommendationMessage.model_validate_json(raw)
-
-
-def wait_for_trigger(page: Page, event_id: str, timeout: float = 90.0) -> None:
-    page.wait_for(
-        f"document.getElementById('recs').dataset.trigger === {json.dumps(event_id)}",
-        timeout=timeout,
-    )
 
 
 def expected_plays(events: list[PlayEvent]) -> list[list[str]]:
@@ -95,12 +63,7 @@ def test_the_page_shows_each_new_list_as_the_worker_publishes_it(
     free_tcp_port: Callable[[], int],
     tmp_path: Path,
 ) -> None:
-    settings = settings_factory(
-        model_dir=shared_small_model(),
-        worker_metrics_port=free_tcp_port(),
-        api_live_poll_seconds=0.2,
-        api_tokens=API_TOKENS,
-    )
+    settings = worker_settings(settings_factory, free_tcp_port)
     (events,) = real_session_events(settings, 1, skip=10)  # plays: listened, late, early, ...
     user = events[0].user_id
     # two moments of the session, each right after a track started
@@ -108,9 +71,7 @@ def test_the_page_shows_each_new_list_as_the_worker_publishes_it(
     second_cut = first_cut + 4
     assert isinstance(events[second_cut - 1], TrackStart)
 
-    with WorkerProcess(settings, tmp_path / "worker.log"), running_api(settings) as base:
-        page.navigate(f"{base}/?user={user}#token={READER.token}")
-        page.wait_for("document.getElementById('status').dataset.state === 'live'")
+    with live_page(page, settings, user, READER.token, tmp_path / "worker.log"):
         assert page_state(page)["tracks"] == []  # nothing played yet
 
         sent, _ = produce(settings, events[:first_cut])

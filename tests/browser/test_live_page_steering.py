@@ -15,12 +15,18 @@ from typing import Any
 import pytest
 
 from nowplaying.events import TrackStart
-from tests.browser.test_live_page import ARTIFACTS, page_state, stored_list, wait_for_trigger
+from tests.browser.live import (
+    ARTIFACTS,
+    live_page,
+    page_state,
+    stored_list,
+    wait_for_trigger,
+    worker_settings,
+)
 from tests.conftest import SettingsFactory
-from tests.support.api_server import running_api, shared_small_model
-from tests.support.api_tokens import ADMIN, API_TOKENS, READER
+from tests.support.api_tokens import ADMIN, READER
 from tests.support.chromium import Page
-from tests.support.pipeline import WorkerProcess, produce, real_session_events
+from tests.support.pipeline import produce, real_session_events
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
@@ -56,19 +62,12 @@ def test_intent_buttons_steer_the_list_on_the_page(
     free_tcp_port: Callable[[], int],
     tmp_path: Path,
 ) -> None:
-    settings = settings_factory(
-        model_dir=shared_small_model(),
-        worker_metrics_port=free_tcp_port(),
-        api_live_poll_seconds=0.2,
-        api_tokens=API_TOKENS,
-    )
+    settings = worker_settings(settings_factory, free_tcp_port)
     (events,) = real_session_events(settings, 1, skip=12)
     user = events[0].user_id
     cut = [i for i, e in enumerate(events) if isinstance(e, TrackStart)][3] + 1
 
-    with WorkerProcess(settings, tmp_path / "worker.log"), running_api(settings) as base:
-        page.navigate(f"{base}/?user={user}#token={ADMIN.token}")
-        page.wait_for("document.getElementById('status').dataset.state === 'live'")
+    with live_page(page, settings, user, ADMIN.token, tmp_path / "worker.log"):
         sent, _ = produce(settings, events[:cut])
         wait_for_trigger(page, sent[-1].event_id)
         plain = page_state(page)["tracks"]
@@ -108,17 +107,10 @@ def test_a_token_without_the_steer_scope_is_told_so_and_the_view_stays_live(
     free_tcp_port: Callable[[], int],
     tmp_path: Path,
 ) -> None:
-    settings = settings_factory(
-        model_dir=shared_small_model(),
-        worker_metrics_port=free_tcp_port(),
-        api_live_poll_seconds=0.2,
-        api_tokens=API_TOKENS,
-    )
+    settings = worker_settings(settings_factory, free_tcp_port)
     (events,) = real_session_events(settings, 1, skip=14)
     cut = [i for i, e in enumerate(events) if isinstance(e, TrackStart)][1] + 1
-    with WorkerProcess(settings, tmp_path / "worker.log"), running_api(settings) as base:
-        page.navigate(f"{base}/?user={events[0].user_id}#token={READER.token}")
-        page.wait_for("document.getElementById('status').dataset.state === 'live'")
+    with live_page(page, settings, events[0].user_id, READER.token, tmp_path / "worker.log"):
         sent, _ = produce(settings, events[:cut])
         wait_for_trigger(page, sent[-1].event_id)
         click(page, '#steer [data-intent="familiar"]')

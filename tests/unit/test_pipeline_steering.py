@@ -58,6 +58,24 @@ def encoded(sessions: list[list[PlayEvent]]) -> list[bytes]:
     return [e.model_dump_json().encode() for s in sessions for e in s]
 
 
+def steer_after(
+    session: list[PlayEvent], nth_start: int, event_id: str, intent: str, **extra: str
+) -> tuple[int, bytes]:
+    """A steer of ``session`` right after its ``nth_start``-th track start: the index after
+    that start, and the steer event's JSON."""
+    cut = [i for i, e in enumerate(session) if isinstance(e, TrackStart)][nth_start] + 1
+    steer = {
+        "event_id": event_id,
+        "event_type": "steer",
+        "user_id": session[0].user_id,
+        "session_id": session[0].session_id,
+        "ts": session[cut - 1].ts + 10,
+        "intent": intent,
+        **extra,
+    }
+    return cut, json.dumps(steer).encode()
+
+
 def test_lists_without_intents_are_the_bare_recommenders_byte_for_byte(
     recommender: Recommender, sessions: list[list[PlayEvent]]
 ) -> None:
@@ -72,18 +90,10 @@ def test_a_steer_event_is_answered_in_its_batch_and_only_its_session_changes(
     recommender: Recommender, sessions: list[list[PlayEvent]]
 ) -> None:
     first = sessions[0]
-    cut = [i for i, e in enumerate(first) if isinstance(e, TrackStart)][2] + 1
-    steer = {
-        "event_id": "st-1",
-        "event_type": "steer",
-        "user_id": first[0].user_id,
-        "session_id": first[0].session_id,
-        "ts": first[cut - 1].ts + 10,
-        "intent": "more_like_this",
-        "track_id": first[cut - 1].track_id,
-    }
+    starts = [e for e in first if isinstance(e, TrackStart)]
+    cut, steer = steer_after(first, 2, "st-1", "more_like_this", track_id=starts[2].track_id)
     rest = [e.model_dump_json().encode() for e in first[cut:]]
-    values = [*encoded([first[:cut]]), json.dumps(steer).encode(), *rest, *encoded(sessions[1:])]
+    values = [*encoded([first[:cut]]), steer, *rest, *encoded(sessions[1:])]
     lists = [
         RecommendationMessage.model_validate_json(v) for v in run(steered(recommender), values)
     ]
@@ -105,16 +115,8 @@ def test_a_redelivered_steer_republishes_its_stored_list_byte_for_byte(
     recommender: Recommender, sessions: list[list[PlayEvent]]
 ) -> None:
     first = sessions[1]
-    cut = [i for i, e in enumerate(first) if isinstance(e, TrackStart)][1] + 1
-    steer = {
-        "event_id": "st-2",
-        "event_type": "steer",
-        "user_id": first[0].user_id,
-        "session_id": first[0].session_id,
-        "ts": first[cut - 1].ts + 10,
-        "intent": "discover",
-    }
-    values = [*encoded([first[:cut]]), json.dumps(steer).encode()]
+    cut, steer = steer_after(first, 1, "st-2", "discover")
+    values = [*encoded([first[:cut]]), steer]
     messages = [
         RawMessage(v, first[0].user_id.encode(), TOPIC, 0, i, START_TS)
         for i, v in enumerate(values)
