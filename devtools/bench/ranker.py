@@ -4,7 +4,9 @@ All three score the same real feature rows (states of replayed sessions, 200 can
 one call at a time, on the benchmark core. The floor is a bare onnxruntime session (one thread,
 all graph optimisations, sequential) on a pre-built contiguous float32 matrix: nothing a scoring
 path can do beats it. The inference-only limit (events/s if the worker did nothing but score
-``candidates`` rows per track start) follows from the floor's best rows/s.
+``candidates`` rows per track start) follows from the floor's best rows/s, plus, for a model
+version with a next-track sequence model (``sequence.onnx``, scored once per state in the
+stream), the same bare session's best time per state of that model.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ from features.artifacts import TrackArtifacts
 from features.candidates import generate_candidates
 from features.context import state_context
 from features.rows import rows_for
+from features.sequence import sequence_inputs
 from features.session import SessionState
 from models.export import onnx_scores
-from models.recommender import Recommender
+from models.recommender import SEQUENCE_FILE, Recommender
 from models.registry import MODEL_FILE
 from nowplaying.settings import Settings
 
 ROW_COUNTS = (1, 50, 200, 1000)
+#: States per call of the sequence model's floor (the worker makes one call per batch).
+STATE_COUNTS = (1, 50)
 
 
 def floor_session(model_path: Path) -> ort.InferenceSession:
@@ -63,6 +68,31 @@ def real_rows(
     while len(rows) < n:
         rows = np.concatenate([rows, rows])
     return np.ascontiguousarray(rows[:n], dtype=np.float32)
+
+
+def sequence_floor(
+    version_dir: Path, states: Sequence[SessionState], report: Report, seconds: float
+) -> tuple[float, float]:
+    """The bare sequence model's seconds per state: (at one state per call, the best); zeros
+    when the version has no sequence model."""
+    path = version_dir / SEQUENCE_FILE
+    if not path.exists():
+        return 0.0, 0.0
+    session = floor_session(path)
+    artifacts = TrackArtifacts.load(version_dir)
+    per_state: dict[int, float] = {}
+    for n in STATE_COUNTS:
+        batch = [states[i % len(states)] for i in range(n)]
+        tracks, outcomes, lengths = sequence_inputs(batch, artifacts)
+        feed = {"tracks": tracks, "outcomes": outcomes, "lengths": lengths}
+        t = time_per_call(partial(session.run, None, feed), seconds)
+        per_state[n] = t / n
+        label = f"{n} state{'s' if n > 1 else ''}"
+        report.stages.append(
+            StageResult("ranker", "sequence model, bare onnxruntime (floor)", f"{label}/call",
+                        t * 1000, n / t, "states/s", f"sequence floor, {label}", n / t)
+        )  # fmt: skip
+    return per_state[1], min(per_state.values())
 
 
 def ranker_stage(
@@ -116,18 +146,20 @@ def ranker_stage(
         )
     best_rows = max(floor_rate.get(n_cand, 0.0), floor_rate.get(max(ROW_COUNTS), 0.0))
     per_start = floor_rate.get(n_cand) or best_rows
+    seq_one, seq_best = sequence_floor(version_dir, states, report, seconds)
+    with_seq = " + the sequence model's bare time per state" if seq_best else ""
     report.limits += [
         Limit(
             INFERENCE_LIMIT,
-            best_rows / n_cand * EVENTS_PER_START,
+            EVENTS_PER_START / (n_cand / best_rows + seq_best),
             "events/s",
-            f"bare onnxruntime's best rows/s (200 or 1000 rows/call) / {n_cand} candidates "
-            f"x {EVENTS_PER_START:g} events per track start",
+            f"bare onnxruntime's best rows/s (200 or 1000 rows/call) for {n_cand} candidates"
+            f"{with_seq} per track start, x {EVENTS_PER_START:g} events per track start",
         ),
         Limit(
             FLOOR_PER_START,
-            per_start / n_cand,
+            1.0 / (n_cand / per_start + seq_one),
             "track starts/s",
-            f"bare onnxruntime at {n_cand} rows/call",
+            f"bare onnxruntime at {n_cand} rows/call{with_seq} (one state/call)",
         ),
     ]
