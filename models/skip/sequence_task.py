@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,12 +31,17 @@ import optax
 from numpy.typing import NDArray
 
 from models.labelled_sessions import Session
-from models.skip.accuracy import THRESHOLDS, session_accuracies
-from models.skip.sequence_task_data import TaskArrays, TrackIndex, out_of_fold_arrays, task_arrays
-from models.skip.task_features import TaskStats
+from models.skip.sequence_eval import best_threshold
+from models.skip.sequence_task_data import (
+    SEQUENCE_METADATA_FILE,
+    SEQUENCE_WEIGHTS_FILE,
+    TaskArrays,
+    TrackIndex,
+    out_of_fold_arrays,
+    task_arrays,
+)
+from models.skip.task_features import N_TASK_FEATURES, TaskStats
 
-SEQUENCE_WEIGHTS_FILE: Final = "skip_sequence.npz"
-SEQUENCE_METADATA_FILE: Final = "skip_sequence.json"
 Params = dict[str, jax.Array]
 
 
@@ -52,6 +57,8 @@ class SequenceTaskConfig:
     grad_clip: float = 1.0
     folds: int = 4
     seed: int = 7
+    dropout: float = 0.0  # on the step inputs and the head's hidden layer, in training
+    task_columns: bool = True  # the decoder steps read the task model's columns
 
 
 @dataclass(frozen=True)
@@ -71,9 +78,11 @@ class Moments:
         return cls(enc[0], enc[1], dec[0], dec[1])
 
 
-def _inputs(a: TaskArrays, m: Moments) -> tuple[jax.Array, ...]:
+def _inputs(a: TaskArrays, m: Moments, cfg: SequenceTaskConfig) -> tuple[jax.Array, ...]:
     enc = (a.enc_feats - m.enc_mean) / m.enc_std * a.enc_mask[..., None]
     dec = (a.dec_feats - m.dec_mean) / m.dec_std * a.dec_mask[..., None]
+    if not cfg.task_columns:
+        dec[..., -N_TASK_FEATURES:] = 0.0
     return tuple(
         jnp.asarray(x)
         for x in (a.enc_tracks, a.enc_codes, enc, a.enc_mask, a.dec_tracks, dec, a.dec_mask)
@@ -137,9 +146,25 @@ def _run_gru(
     return last, jnp.transpose(hs, (1, 0, 2))
 
 
-def logits(params: Params, batch: tuple[jax.Array, ...], track_dim: int) -> jax.Array:
-    """``[B, D]`` logits of an early skip at each second-half step."""
+def _drop(x: jax.Array, key: jax.Array | None, rate: float) -> jax.Array:
+    if key is None or rate <= 0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def logits(
+    params: Params,
+    batch: tuple[jax.Array, ...],
+    track_dim: int,
+    key: jax.Array | None = None,
+    rate: float = 0.0,
+) -> jax.Array:
+    """``[B, D]`` logits of an early skip at each second-half step (``key``: dropout)."""
     enc_tracks, enc_codes, enc_feats, enc_mask, dec_tracks, dec_feats, dec_mask = batch
+    keys = jax.random.split(key, 3) if key is not None else (None, None, None)
+    enc_feats = _drop(enc_feats, keys[0], rate)
+    dec_feats = _drop(dec_feats, keys[1], rate)
     scale = 1.0 if track_dim > 0 else 0.0
     te_enc = params["te"][enc_tracks] * scale
     te_dec = params["te"][dec_tracks] * scale
@@ -151,14 +176,18 @@ def logits(params: Params, batch: tuple[jax.Array, ...], track_dim: int) -> jax.
     _, fwd = _run_gru(params, "fwd", x_dec, dec_mask, state, reverse=False)
     _, bwd = _run_gru(params, "bwd", x_dec, dec_mask, zero, reverse=True)
     head = jnp.concatenate([fwd, bwd, x_dec], axis=-1)
-    hidden = jax.nn.relu(head @ params["h1"] + params["h1b"])
+    hidden = _drop(jax.nn.relu(head @ params["h1"] + params["h1b"]), keys[2], rate)
     return (hidden @ params["h2"] + params["h2b"])[..., 0]
 
 
 def _loss(
-    params: Params, batch: tuple[jax.Array, ...], labels: jax.Array, track_dim: int
+    params: Params,
+    batch: tuple[jax.Array, ...],
+    labels: jax.Array,
+    key: jax.Array,
+    cfg: SequenceTaskConfig,
 ) -> jax.Array:
-    z = logits(params, batch, track_dim)
+    z = logits(params, batch, cfg.track_dim, key, cfg.dropout)
     mask = batch[6]
     bce = optax.sigmoid_binary_cross_entropy(z, labels)
     loss: jax.Array = (bce * mask).sum() / jnp.maximum(mask.sum(), 1.0)
@@ -169,24 +198,13 @@ _predict = jax.jit(logits, static_argnums=2)
 
 
 def predict_probabilities(
-    params: Params, arrays: TaskArrays, moments: Moments, track_dim: int
+    params: Params, arrays: TaskArrays, moments: Moments, cfg: SequenceTaskConfig
 ) -> NDArray[np.float64]:
     """Early-skip probabilities of every real second-half step (session, play order)."""
     if arrays.sessions == 0:
         return np.empty(0)
-    z = np.asarray(_predict(params, _inputs(arrays, moments), track_dim), np.float64)
+    z = np.asarray(_predict(params, _inputs(arrays, moments, cfg), cfg.track_dim), np.float64)
     return np.asarray(arrays.flat(1.0 / (1.0 + np.exp(-z))), np.float64)
-
-
-def maa_of(arrays: TaskArrays, prob: NDArray[np.float64], threshold: float) -> float:
-    actual = arrays.flat(arrays.labels) > 0.5
-    aa, _ = session_accuracies(arrays.session_numbers(), prob >= threshold, actual)
-    return float(aa.mean())
-
-
-def best_threshold(arrays: TaskArrays, prob: NDArray[np.float64]) -> tuple[float, float]:
-    threshold = max(THRESHOLDS, key=lambda t: maa_of(arrays, prob, t))
-    return threshold, maa_of(arrays, prob, threshold)
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,7 +216,7 @@ class SequenceTaskModel:
     stats: dict[str, Any]
 
     def probabilities(self, arrays: TaskArrays) -> NDArray[np.float64]:
-        return predict_probabilities(self.params, arrays, self.moments, self.config.track_dim)
+        return predict_probabilities(self.params, arrays, self.moments, self.config)
 
     def save(self, version_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
         weights = {k: np.asarray(v) for k, v in self.params.items()}
@@ -250,13 +268,14 @@ def fit_sequence_task(
 
     @jax.jit
     def step(
-        p: Params, s: optax.OptState, batch: tuple[jax.Array, ...], labels: jax.Array
+        p: Params, s: optax.OptState, batch: tuple[jax.Array, ...], labels: jax.Array, k: jax.Array
     ) -> tuple[Params, optax.OptState, jax.Array]:
-        loss, grads = jax.value_and_grad(_loss)(p, batch, labels, cfg.track_dim)
+        loss, grads = jax.value_and_grad(_loss)(p, batch, labels, k, cfg)
         updates, s = opt.update(grads, s, p)
         return optax.apply_updates(p, updates), s, loss
 
     rng = np.random.default_rng(cfg.seed)
+    key = jax.random.PRNGKey(cfg.seed + 1)
     best: tuple[float, int, float, Params] = (-1.0, -1, 0.5, params)
     history = []
     for epoch in range(cfg.epochs):
@@ -264,9 +283,11 @@ def fit_sequence_task(
         total = 0.0
         for b in range(steps):
             part = train.take(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
-            params, state, loss = step(params, state, _inputs(part, moments), part.labels)
+            key, sub = jax.random.split(key)
+            batch = _inputs(part, moments, cfg)
+            params, state, loss = step(params, state, batch, jnp.asarray(part.labels), sub)
             total += float(loss)
-        prob = predict_probabilities(params, validation, moments, cfg.track_dim)
+        prob = predict_probabilities(params, validation, moments, cfg)
         threshold, maa = best_threshold(validation, prob) if validation.sessions else (0.5, 0.0)
         history.append({"epoch": epoch, "loss": round(total / steps, 5), "val_maa": maa})
         if maa > best[0]:

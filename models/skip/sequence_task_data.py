@@ -31,6 +31,9 @@ MAX_HALF: Final = 10
 #: Per-track statistics of a step: smoothed early-skip rate, log plays, early rate in second
 #: halves, then the track's embedding.
 N_TRACK_STATS: Final = 3
+#: The sequence learner's files in a version folder (:mod:`models.skip.sequence_task`).
+SEQUENCE_WEIGHTS_FILE: Final = "skip_sequence.npz"
+SEQUENCE_METADATA_FILE: Final = "skip_sequence.json"
 
 
 @dataclass(frozen=True)
