@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +50,15 @@ class SequenceTaskConfig:
     hidden: int = 64
     track_dim: int = 16  # learned track embedding (0: none)
     code_dim: int = 8
-    epochs: int = 12
+    epochs: int = 5
     batch_size: int = 128
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     folds: int = 4
     seed: int = 7
-    dropout: float = 0.0  # on the step inputs and the head's hidden layer, in training
+    dropout: float = 0.3  # on the step inputs and the head's hidden layer, in training
+    members: int = 3  # networks of seeds seed, seed + 1, ...; their probabilities averaged
     task_columns: bool = True  # the decoder steps read the task model's columns
 
 
@@ -209,17 +210,20 @@ def predict_probabilities(
 
 @dataclass(frozen=True, eq=False)
 class SequenceTaskModel:
-    params: Params
+    members: tuple[Params, ...]
     moments: Moments
     config: SequenceTaskConfig
     threshold: float
     stats: dict[str, Any]
 
     def probabilities(self, arrays: TaskArrays) -> NDArray[np.float64]:
-        return predict_probabilities(self.params, arrays, self.moments, self.config)
+        probs = [predict_probabilities(p, arrays, self.moments, self.config) for p in self.members]
+        return np.asarray(np.mean(probs, axis=0), np.float64)
 
     def save(self, version_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
-        weights = {k: np.asarray(v) for k, v in self.params.items()}
+        weights = {
+            f"m{m}_{k}": np.asarray(v) for m, p in enumerate(self.members) for k, v in p.items()
+        }
         weights.update({f"moments_{k}": v for k, v in asdict(self.moments).items()})
         np.savez(version_dir / SEQUENCE_WEIGHTS_FILE, allow_pickle=False, **weights)
         metadata = {
@@ -242,9 +246,16 @@ class SequenceTaskModel:
         with np.load(version_dir / SEQUENCE_WEIGHTS_FILE) as f:
             loaded = {k: f[k] for k in f.files}
         moments = Moments(**{k: loaded.pop(f"moments_{k}") for k in asdict_fields(Moments)})
-        params = {k: jnp.asarray(v) for k, v in loaded.items()}
         cfg = SequenceTaskConfig(**metadata["config"])
-        return cls(params, moments, cfg, float(metadata["threshold"]), {})
+        members = tuple(
+            {
+                k.split("_", 1)[1]: jnp.asarray(v)
+                for k, v in loaded.items()
+                if k.startswith(f"m{m}_")
+            }
+            for m in range(cfg.members)
+        )
+        return cls(members, moments, cfg, float(metadata["threshold"]), {})
 
 
 def asdict_fields(cls: type[Moments]) -> tuple[str, ...]:
@@ -254,9 +265,37 @@ def asdict_fields(cls: type[Moments]) -> tuple[str, ...]:
 def fit_sequence_task(
     train: TaskArrays, validation: TaskArrays, n_tracks: int, cfg: SequenceTaskConfig
 ) -> SequenceTaskModel:
-    """Train on ``train``; keep the epoch with the best validation MAA (at its best threshold)."""
+    """Train ``cfg.members`` networks on ``train``, each kept at its epoch of best validation
+    MAA; the threshold of their mean probability is chosen on validation."""
     started = time.perf_counter()
     moments = Moments.of(train)
+    members, runs = [], []
+    for m in range(cfg.members):
+        params, run = _fit_member(
+            train, validation, n_tracks, moments, replace(cfg, seed=cfg.seed + m)
+        )
+        members.append(params)
+        runs.append(run)
+    model = SequenceTaskModel(tuple(members), moments, cfg, 0.5, {})
+    threshold, maa = (0.5, 0.0)
+    if validation.sessions:
+        threshold, maa = best_threshold(validation, model.probabilities(validation))
+    stats = {
+        "members": runs,
+        "validation_maa": maa,
+        "train_sessions": train.sessions,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return SequenceTaskModel(tuple(members), moments, cfg, threshold, stats)
+
+
+def _fit_member(
+    train: TaskArrays,
+    validation: TaskArrays,
+    n_tracks: int,
+    moments: Moments,
+    cfg: SequenceTaskConfig,
+) -> tuple[Params, dict[str, Any]]:
     params = init_params(cfg, n_tracks, train.enc_feats.shape[2], train.dec_feats.shape[2])
     steps = max(1, train.sessions // cfg.batch_size)
     schedule = optax.cosine_decay_schedule(cfg.learning_rate, steps * cfg.epochs, alpha=0.05)
@@ -292,14 +331,8 @@ def fit_sequence_task(
         history.append({"epoch": epoch, "loss": round(total / steps, 5), "val_maa": maa})
         if maa > best[0]:
             best = (maa, epoch, threshold, params)
-    stats = {
-        "epochs": history,
-        "best_epoch": best[1],
-        "validation_maa": best[0],
-        "train_sessions": train.sessions,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    return SequenceTaskModel(best[3], moments, cfg, best[2], stats)
+    run = {"seed": cfg.seed, "epochs": history, "best_epoch": best[1], "validation_maa": best[0]}
+    return best[3], run
 
 
 def train_sequence_task(

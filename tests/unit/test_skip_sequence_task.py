@@ -35,7 +35,9 @@ from models.skip.task_model import TaskConfig, TaskModel, embeddings_of, train_t
 from models.skip.train import SkipConfig, train_skip_model
 
 CODE: dict[str, Outcome] = {"e": "skip_early", "l": "skip_late", "c": "listened"}
-TINY = SequenceTaskConfig(hidden=8, track_dim=4, code_dim=2, epochs=2, batch_size=32, folds=2)
+TINY = SequenceTaskConfig(
+    hidden=8, track_dim=4, code_dim=2, epochs=2, batch_size=32, folds=2, members=2
+)
 
 
 def session(name: str, outcomes: str, tracks: Sequence[str]) -> Session:
