@@ -39,6 +39,7 @@ from models.registry import ModelNotFoundError, resolve_version_dir
 from models.skip.accuracy import session_accuracies
 from models.skip.examples import SkipExample, example_rows, known_half, session_examples
 from models.skip.scorer import SKIP_METADATA_FILE, SkipRiskModel
+from models.skip.sequence_eval import ENSEMBLE, SEQUENCE_MODEL, Predict, offline_predictions
 from models.skip.task_model import TaskModel
 from models.skip.version_data import version_splits
 from nowplaying.settings import Settings
@@ -47,6 +48,7 @@ MODEL: Final = "model"
 #: The separate, offline WSDM evaluation model (:mod:`models.skip.task_model`), when present.
 TASK_MODEL: Final = "task_model"
 BASELINES: Final = ("last_outcome", "session_rate", "track_rate")
+OFFLINE_MODELS: Final = (SEQUENCE_MODEL, ENSEMBLE)
 SKIP_REPORT_FILE: Final = "skip_report.md"
 #: The WSDM Cup 2019 winners' MAA on the full MSSD (with acoustic features this data lacks).
 WSDM_WINNER_MAA: Final = 0.648
@@ -62,6 +64,8 @@ class SkipEvaluation:
     best_baseline: str = ""
     model_minus_best: dict[str, dict[str, float]] = field(default_factory=dict)
     task_model_minus_best: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: {sequence_model | ensemble: {"maa" | "first": difference}} (models.skip.sequence_eval)
+    offline_minus_best: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     online_examples: int = 0
     online_auc: float = 0.0
 
@@ -74,9 +78,11 @@ def evaluate_skip(
     artifacts: TrackArtifacts,
     test: Sequence[Session],
     task_predict: Callable[[Sequence[Session]], NDArray[np.bool_]] | None = None,
+    offline_predict: Predict | None = None,
 ) -> SkipEvaluation:
     """``task_predict``: the WSDM evaluation model's predictions of the tasks' second halves
-    (in play order), scored as :data:`TASK_MODEL` when given."""
+    (in play order), scored as :data:`TASK_MODEL` when given; ``offline_predict``: those of the
+    sequence model and the ensemble (:data:`OFFLINE_MODELS`)."""
     tasks = [s for s in test if 0 < known_half(s) < len(s.plays)]
     half: list[SkipExample] = []
     online: list[SkipExample] = []
@@ -93,6 +99,11 @@ def evaluate_skip(
     }
     if task_predict is not None:
         predicted[TASK_MODEL] = task_predict(tasks)
+    if offline_predict is not None:
+        for name, values in offline_predict(tasks).items():
+            if len(values) != len(half):
+                raise ValueError(f"{name}: {len(values)} predictions of {len(half)} tracks")
+            predicted[name] = values
     bootstrap = SessionBootstrap(np.arange(len(tasks)), len(tasks))
     per_method = {m: session_accuracies(sessions, p, actual) for m, p in predicted.items()}
     out = SkipEvaluation(sessions=len(tasks), predictions=len(half), threshold=scorer.threshold)
@@ -114,6 +125,13 @@ def evaluate_skip(
             "maa": bootstrap.difference(task_aa, best_aa).to_json(),
             "first": bootstrap.difference(task_first, best_first).to_json(),
         }
+    for name in OFFLINE_MODELS:
+        if name in per_method:
+            aa, first = per_method[name]
+            out.offline_minus_best[name] = {
+                "maa": bootstrap.difference(aa, best_aa).to_json(),
+                "first": bootstrap.difference(first, best_first).to_json(),
+            }
     if online:
         risk = scorer.risk(example_rows(online, artifacts))
         out.online_examples = len(online)
@@ -167,7 +185,7 @@ def skip_markdown(e: SkipEvaluation) -> list[str]:
         "| method | MAA | first-track accuracy |",
         "|---|---|---|",
     ]
-    for method in (MODEL, TASK_MODEL, *BASELINES):
+    for method in (MODEL, TASK_MODEL, *OFFLINE_MODELS, *BASELINES):
         if method not in e.methods:
             continue
         f = e.methods[method]
@@ -190,14 +208,23 @@ def skip_markdown(e: SkipEvaluation) -> list[str]:
 
 
 def _task_lines(e: SkipEvaluation) -> list[str]:
-    d = e.task_model_minus_best
-    if not d:
-        return []
+    named = {
+        f"`{TASK_MODEL}` (the offline WSDM evaluation model, task features, not served)": (
+            e.task_model_minus_best
+        ),
+        f"`{SEQUENCE_MODEL}` (offline GRU encoder-decoder)": e.offline_minus_best.get(
+            SEQUENCE_MODEL, {}
+        ),
+        f"`{ENSEMBLE}` (mean probability of the two offline models)": e.offline_minus_best.get(
+            ENSEMBLE, {}
+        ),
+    }
     return [
-        f"`{TASK_MODEL}` (the offline WSDM evaluation model, task features, not served) minus "
-        f"it: MAA **{d['maa']['value']:+.4f}** [{d['maa']['low']:+.4f}, {d['maa']['high']:+.4f}]"
-        f", first-track accuracy {d['first']['value']:+.4f} "
-        f"[{d['first']['low']:+.4f}, {d['first']['high']:+.4f}].",
+        f"{label} minus it: MAA **{d['maa']['value']:+.4f}** [{d['maa']['low']:+.4f}, "
+        f"{d['maa']['high']:+.4f}], first-track accuracy {d['first']['value']:+.4f} "
+        f"[{d['first']['low']:+.4f}, {d['first']['high']:+.4f}]."
+        for label, d in named.items()
+        if d
     ]
 
 
@@ -232,7 +259,8 @@ def run_skip(
         def task_predict(sessions: Sequence[Session]) -> NDArray[np.bool_]:
             return task.predict(sessions, known, artifacts)
 
-    evaluation = evaluate_skip(scorer, artifacts, test, task_predict)
+    offline = offline_predictions(version_dir, train, artifacts) if train is not None else None
+    evaluation = evaluate_skip(scorer, artifacts, test, task_predict, offline)
     lines = skip_markdown(evaluation)
     (version_dir / SKIP_REPORT_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     meta_path = version_dir / SKIP_METADATA_FILE

@@ -71,9 +71,15 @@ class TaskModel:
     ) -> NDArray[np.bool_]:
         """Predicted early skips of every second-half play of ``sessions`` (in order),
         with statistics of ``train`` (the version's training split)."""
+        return self.probabilities(sessions, train, artifacts) >= self.threshold
+
+    def probabilities(
+        self, sessions: Sequence[Session], train: Sequence[Session], artifacts: TrackArtifacts
+    ) -> NDArray[np.float64]:
+        """Early-skip probabilities of every second-half play of ``sessions`` (in order)."""
         stats = fit_task_stats(train, embeddings_of(artifacts))
         rows, _, _ = task_matrix(sessions, stats)
-        return np.asarray(self.booster.predict(rows, num_threads=1)) >= self.threshold
+        return np.asarray(self.booster.predict(rows, num_threads=1), np.float64)
 
     @classmethod
     def load(cls, version_dir: Path) -> TaskModel | None:

@@ -213,18 +213,31 @@ def export_skip_onnx(booster: lgb.Booster, path: Path) -> dict[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.skip.train VERSION_DIR``: add the skip model to a version trained
-    without one (on the version's own data and split)."""
+    without one (on the version's own data and split). With ``--sequence``: only the offline
+    sequence learner and its ensemble with the version's WSDM evaluation model
+    (:mod:`models.skip.sequence_eval`)."""
     from models.skip.version_data import version_splits  # noqa: PLC0415
     from nowplaying.cli import start_process  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m models.skip.train")
     parser.add_argument("version_dir", type=Path)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--sequence",
+        action="store_true",
+        help="train only the offline GRU sequence learner and its ensemble (jax, a few minutes)",
+    )
     args = parser.parse_args(argv)
     settings = start_process()
     train, val, _, description = version_splits(settings, args.version_dir)
     print(f"data: {description}")
     artifacts = TrackArtifacts.load(args.version_dir)
+    if args.sequence:
+        from models.skip.sequence_eval import add_sequence_task_model  # noqa: PLC0415 (jax)
+
+        sequence = add_sequence_task_model(train, val, artifacts, args.version_dir)
+        print(json.dumps({"sequence_model": sequence["validation_figures"]}))
+        return 0
     metadata = train_skip_model(
         train, val, artifacts, args.version_dir, SkipConfig(threads=args.threads)
     )
