@@ -36,7 +36,7 @@ from models.skip.train import SkipConfig, train_skip_model
 
 CODE: dict[str, Outcome] = {"e": "skip_early", "l": "skip_late", "c": "listened"}
 TINY = SequenceTaskConfig(
-    hidden=8, track_dim=4, code_dim=2, epochs=2, batch_size=32, folds=2, members=2
+    hidden=8, track_dim=4, code_dim=2, epochs=1, batch_size=32, folds=2, members=1
 )
 
 
