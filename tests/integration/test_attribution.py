@@ -11,16 +11,27 @@ retried batch finds its state saved and republishes the stored outcomes, byte fo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from features.store import feature_store_for
-from features.store.attribution import RedisAttributionStore, SessionUpdate
+from features.session import SessionState
+from features.store import (
+    Applied,
+    AttributionSave,
+    FeatureStore,
+    Fencing,
+    Stamp,
+    StoredList,
+    TopicPartition,
+    feature_store_for,
+)
+from features.store.redis_common import RedisStore
 from nowplaying.clients import async_redis_client
 from nowplaying.events import PlayEvent, TrackEnd
 from nowplaying.keys import Keys
 from nowplaying.outcomes import OutcomeMessage
 from nowplaying.settings import Settings
+from nowplaying.steer_events import InputEvent
 from streams.attribution import Attribution
 from streams.pipeline import Pipeline
 from tests.conftest import SettingsFactory
@@ -29,23 +40,38 @@ from tests.support.fakes import FakePublisher, FakeRanker, RecordingSensor
 
 
 class LosesFirstSaveReply:
-    """The real store, but the first save's reply is lost after Redis applied it."""
+    """The real feature store, but the reply of the first result write that saves attribution
+    is lost after Redis applied it."""
 
-    def __init__(self, store: RedisAttributionStore) -> None:
+    def __init__(self, store: RedisStore) -> None:
         self._store = store
         self.lost = 0
 
-    async def load(self, session_ids: Sequence[str]) -> Any:
-        return await self._store.load(session_ids)
+    async def claim_partitions(self, partitions: Sequence[TopicPartition]) -> Any:
+        return await self._store.claim_partitions(partitions)
 
-    async def stored_outcomes(self, events: Sequence[tuple[str, str]]) -> Any:
-        return await self._store.stored_outcomes(events)
+    async def apply_events(
+        self,
+        events: Sequence[InputEvent],
+        fencing: Fencing | None = None,
+        *,
+        attribution: bool = False,
+    ) -> list[Applied]:
+        return await self._store.apply_events(events, fencing, attribution=attribution)
 
-    async def save(self, updates: Sequence[SessionUpdate]) -> None:
-        await self._store.save(updates)
-        if updates and not self.lost:
+    async def write_results(
+        self,
+        states: Mapping[str, SessionState],
+        lists: Sequence[StoredList],
+        activity: Mapping[str, tuple[str, int]],
+        stamps: Mapping[str, Stamp] | None = None,
+        attribution: Sequence[AttributionSave] = (),
+    ) -> list[str]:
+        stored = await self._store.write_results(states, lists, activity, stamps, attribution)
+        if attribution and not self.lost:
             self.lost += 1
             raise ConnectionError("reply lost")
+        return stored
 
 
 def late_skip(i: int, track: str) -> TrackEnd:
@@ -82,12 +108,11 @@ def run_pipeline(
     async def main() -> None:
         redis = async_redis_client(settings)
         try:
-            store = feature_store_for(settings, redis)
-            await store.load_scripts()
-            keys = Keys(settings.redis_key_prefix)
-            att_store: Any = RedisAttributionStore(redis, keys, settings.session_ttl_seconds)
-            if lose_first_save:
-                att_store = LosesFirstSaveReply(att_store)
+            redis_store = feature_store_for(settings, redis)
+            await redis_store.load_scripts()
+            store: FeatureStore = (
+                LosesFirstSaveReply(redis_store) if lose_first_save else redis_store
+            )
             sensor = RecordingSensor()
             publisher = FakePublisher()
 
@@ -100,7 +125,7 @@ def run_pipeline(
                 FakeRanker(model_version="m-1"),
                 publisher,
                 sensor=sensor,
-                attribution=Attribution(att_store, sensor, settings.topic_outcomes),
+                attribution=Attribution(sensor, settings.topic_outcomes),
                 clock=lambda: NOW_S,
                 sleep=no_sleep,
             )
