@@ -11,8 +11,9 @@ For one batch (messages of the ``play-events`` topic in offset order):
    listener is assigned to, see :mod:`models.experiments`), with the models of ONE snapshot
    taken when the batch starts (:mod:`streams.ranking`; :mod:`streams.reload` swaps models);
 5. store states and lists in a second round trip (a list, once stored for a trigger event, is
-   never replaced: a redelivered ``track_start`` republishes the stored list); then, with an
-   attribution hook (:mod:`streams.attribution`), the outcomes of earlier lists;
+   never replaced: a redelivered ``track_start`` republishes the stored list); with an
+   attribution hook (:mod:`streams.outcome_hook`), the sessions' attribution is read in the
+   first round trip and the outcomes of earlier lists saved in the second;
 6. publish the lists, outcomes and dead letters and wait until Kafka acknowledged every one.
 
 When :meth:`Pipeline.process_batch` returns, the batch's effects are durable in Redis and its
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from features.session import SessionState
-from features.store import Applied, FeatureStore, Stamp, StoredList
+from features.store import Applied, AttributionSave, FeatureStore, Stamp, StoredList
 from models.steered import steering_of
 from nowplaying.events import RecommendationMessage, Rejection, dead_letter_for
 from nowplaying.settings import Settings
@@ -51,6 +52,7 @@ from streams.fencing import (
     writable,
 )
 from streams.instrumentation import STORED_LIST, PipelineSensor
+from streams.outcome_hook import OutcomeHook
 from streams.ranking import (
     Assigner,
     FixedModels,
@@ -90,16 +92,6 @@ class Publisher(Protocol):
     """Sends one record; the returned awaitable completes when Kafka acknowledged it."""
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]: ...
-
-
-class OutcomeHook(Protocol):
-    """Attributes the batch's applied events to earlier lists (:mod:`streams.attribution`):
-    given the lists published for its starts (trigger event id -> JSON), the outcome records
-    to publish with the batch."""
-
-    async def outcomes(
-        self, ok: Sequence[tuple[Applied, RawMessage]], lists: Mapping[str, str]
-    ) -> list[Record]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +173,12 @@ class Pipeline:
         events, letters = self._validate(messages)
         valid = [e for e, _ in events]
         fencing = batch_fencing(messages, [m for _, m in events], epochs)
+        hook = self._attribution
         applied = await self._retrier.run(
-            "redis", lambda: self._timed("apply", self._store.apply_events(valid, fencing))
+            "redis",
+            lambda: self._timed(
+                "apply", self._store.apply_events(valid, fencing, attribution=hook is not None)
+            ),
         )
         ok, refused, fenced = sort_answers(applied, [m for _, m in events])
         letters += refused
@@ -197,14 +193,26 @@ class Pipeline:
                 letters.append((job.source, Rejection("ranking_failed", "the ranker failed")))
         jobs = [j for j in jobs if j.stored_json is not None or j.event_id in lists]
         stamps = session_stamps(ok, epochs)
+        to_store = self._lists_to_store(jobs, lists)
+        shown = {j.event_id: j.stored_json for j in jobs if j.stored_json is not None}
+        shown.update((item.trigger_event_id, item.message_json) for item in to_store)
+        folded = hook.fold(ok, shown) if hook is not None else None
+        saves = folded.saves if folded is not None else ()
         stored = await self._retrier.run(
-            "redis", lambda: self._store_results(ok, jobs, lists, states, stamps)
+            "redis", lambda: self._store_results(ok, to_store, states, stamps, saves)
         )
         bodies = {j.event_id: j.stored_json or stored[j.event_id] for j in jobs}
         outgoing = self._outgoing(jobs, bodies, letters)
-        if self._attribution is not None:
-            hook = self._attribution
-            outgoing += await self._retrier.run("redis", lambda: hook.outcomes(ok, bodies))
+        if hook is not None and folded is not None:
+            if bodies != shown:  # another writer stored a list first: attribute the one stored
+                again = hook.fold(ok, bodies)
+                write = self._store.write_results
+                await self._retrier.run(
+                    "redis", lambda: self._timed("write", write({}, [], {}, None, again.saves))
+                )
+                folded = again
+            outgoing += folded.records
+            folded.report()
         acks = await self._retrier.run("kafka", lambda: self._send(outgoing))
         return self._confirm(outgoing, acks, jobs, lists)
 
@@ -256,18 +264,12 @@ class Pipeline:
         finally:
             self._sensor.on_redis_roundtrip(operation, time.perf_counter() - started)
 
-    async def _store_results(
-        self,
-        ok: Sequence[tuple[Applied, RawMessage]],
-        jobs: Sequence[_ListJob],
-        lists: Mapping[str, Ranked],
-        states: Mapping[str, SessionState],
-        stamps: Mapping[str, Stamp] | None,
-    ) -> dict[str, str]:
-        """Store states and the new lists; returns the stored list JSON by trigger event id."""
+    def _lists_to_store(
+        self, jobs: Sequence[_ListJob], lists: Mapping[str, Ranked]
+    ) -> list[StoredList]:
         now_ms = int(self._clock() * 1000)
         events = {j.event_id: j.applied.event for j in jobs}
-        to_store = [
+        return [
             StoredList(
                 events[eid].user_id,
                 events[eid].session_id,
@@ -276,11 +278,22 @@ class Pipeline:
             )
             for eid, recs in lists.items()
         ]
+
+    async def _store_results(
+        self,
+        ok: Sequence[tuple[Applied, RawMessage]],
+        to_store: Sequence[StoredList],
+        states: Mapping[str, SessionState],
+        stamps: Mapping[str, Stamp] | None,
+        saves: Sequence[AttributionSave],
+    ) -> dict[str, str]:
+        """Store states, the new lists and the attribution saves; returns the stored list JSON
+        by trigger event id."""
         activity = {a.event.user_id: (a.event.session_id, a.event.ts) for a, _ in ok}
         if not states and not to_store and not activity:
             return {}
         stored = await self._timed(
-            "write", self._store.write_results(states, to_store, activity, stamps)
+            "write", self._store.write_results(states, to_store, activity, stamps, saves)
         )
         return {item.trigger_event_id: body for item, body in zip(to_store, stored, strict=True)}
 

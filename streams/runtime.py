@@ -94,7 +94,7 @@ def start_runtime(settings: Settings, models: LoadedModels, app: faust.App) -> W
         sensor=sensor,
         owner=ownership,
         models=watcher,
-        attribution=attribution_for(settings, redis, sensor),
+        attribution=attribution_for(settings, sensor),
     )
     offsets = HeldOffsets()
     batches = BatchLoop(

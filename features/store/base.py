@@ -18,6 +18,12 @@ in-memory double); one contract test suite holds every back-end to the same beha
 * :meth:`FeatureStore.write_results` stores session states, recommendation lists (once per
   trigger event: a list once stored is never replaced, and the stored one is returned) and the
   users' pointers, each with the TTL.
+* Attribution (:mod:`features.store.attribution`) rides on the same two calls: with
+  ``attribution=True``, :meth:`FeatureStore.apply_events` also answers, per event, the
+  session's stored attribution state and the outcome stored under the event's id; and
+  :meth:`FeatureStore.write_results` saves each :class:`AttributionSave` (the state unless the
+  stored one is as far along the same partition or further; outcomes never replaced), but only
+  when every list of its session in that call is stored as given.
 """
 
 from __future__ import annotations
@@ -98,6 +104,10 @@ class Applied:
     stored_list: str | None = None
     error: str | None = None
     refused: str | None = None
+    #: Asked with ``attribution=True``: the session's attribution state JSON as stored when
+    #: the event was applied (None: none stored), and the outcome JSON stored under its id.
+    attribution_state: str | None = None
+    stored_outcome: str | None = None
 
     def state(self) -> SessionState:
         """The session state after the whole returned log."""
@@ -127,6 +137,18 @@ class StoredList:
     update_latest: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class AttributionSave:
+    """A session's new attribution state (its JSON, and the partition tag and offset of the
+    last event it folded) and the outcomes its events completed (event id -> JSON)."""
+
+    session_id: str
+    tag: str
+    offset: int
+    state_json: str
+    emitted: Mapping[str, str]
+
+
 class FeatureStore(Protocol):
     """The worker's writes (see the module docstring for the contract). Errors of the
     connection propagate: the caller retries, and every call is idempotent."""
@@ -138,10 +160,16 @@ class FeatureStore(Protocol):
         ...
 
     async def apply_events(
-        self, events: Sequence[InputEvent], fencing: Fencing | None = None
+        self,
+        events: Sequence[InputEvent],
+        fencing: Fencing | None = None,
+        *,
+        attribution: bool = False,
     ) -> list[Applied]:
         """Apply the events in order; one answer per event, in the same order. With
-        ``fencing`` (a stamp per event), refuse what the fence refuses and move ``next``."""
+        ``fencing`` (a stamp per event), refuse what the fence refuses and move ``next``. With
+        ``attribution``, each answer not refused also holds its session's attribution state
+        and the event's stored outcome."""
         ...
 
     async def write_results(
@@ -150,6 +178,7 @@ class FeatureStore(Protocol):
         lists: Sequence[StoredList],
         activity: Mapping[str, tuple[str, int]],
         stamps: Mapping[str, Stamp] | None = None,
+        attribution: Sequence[AttributionSave] = (),
     ) -> list[str]:
         """Store session states, recommendation lists, user pointers and active users.
 
@@ -160,6 +189,8 @@ class FeatureStore(Protocol):
         ``stamps``: session id -> the stamp of the event its state follows; a state is not
         stored when the session's last applied event has a newer epoch or a later offset from
         that partition (a fenced writer cannot overwrite a newer owner's state).
+        ``attribution``: the sessions' attribution saves, each stored only when every list of
+        its session given here is stored as given (the caller compares the returned JSON).
         """
         ...
 

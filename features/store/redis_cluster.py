@@ -2,7 +2,8 @@
 
 A script's keys must share a slot, so each event is its own call of ``apply_event.lua`` and
 each session's results its own call of ``store_results.lua`` (a session's keys share the
-session's hash tag, :class:`nowplaying.keys.Keys`); the user keys are plain commands. Every
+session's hash tag, :class:`nowplaying.keys.Keys`, its attribution keys too: read and saved in
+the same calls); the user keys are plain commands. Every
 batch is still one round trip: the calls are pipelined (``transaction=False``), which the
 cluster client splits by node. The same commands work on a single server, where
 :mod:`features.store.redis_single` does the same in one call per batch.
@@ -21,8 +22,15 @@ from typing import Any
 
 from features.session import SessionState, encode_event, to_session_event
 from features.session_cache import SessionCache
+from features.store.attribution import attribution_args
 from features.store.base import ACTIVE_USERS_KEPT, Fencing, Stamp, TopicPartition
-from features.store.redis_common import ListsBySession, RedisStore, stamp_args, state_json
+from features.store.redis_common import (
+    ListsBySession,
+    RedisStore,
+    SavesBySession,
+    stamp_args,
+    state_json,
+)
 from features.store.scripts import (
     ADVANCE_PARTITION,
     APPLY_EVENT,
@@ -62,6 +70,7 @@ class RedisClusterStore(RedisStore):
         events: Sequence[InputEvent],
         held: Sequence[tuple[str, ...]],
         fencing: Fencing | None,
+        attribution: bool,
     ) -> list[Any]:
         """With ``fencing``, three round trips: each partition's fence, then the events of the
         partitions owned, then the owned partitions' watermarks (only once the events are
@@ -84,6 +93,8 @@ class RedisClusterStore(RedisStore):
                         k.session_recs(sid),
                         k.session_state(sid),
                         k.session_position(sid),
+                        k.session_attribution(sid),
+                        k.session_outcomes(sid),
                     ),
                     ev.event_id,
                     encode_event(to_session_event(ev)),
@@ -92,6 +103,7 @@ class RedisClusterStore(RedisStore):
                     len(known),
                     known[-1] if known else "",
                     *stamp_args(stamp),
+                    1 if attribution else 0,
                 )
 
         replies = await self._scripts.run_pipeline(build, raise_on_error=False) if todo else []
@@ -129,15 +141,20 @@ class RedisClusterStore(RedisStore):
         by_session: ListsBySession,
         latest: Mapping[str, str],
         activity: Mapping[str, tuple[str, int]],
+        *,
         stamps: Mapping[str, Stamp],
+        saves: SavesBySession,
     ) -> list[Any]:
         def build(pipe: AnyPipeline) -> None:
             k, ttl = self._keys, self._ttl
             for sid, items in by_session.items():
                 args: list[Any] = [ttl, state_json(states.get(sid)), *stamp_args(stamps.get(sid))]
+                args.append(len(items))
                 for item in items:
                     args += [item.trigger_event_id, item.message_json]
+                args += attribution_args(saves.get(sid))
                 session_keys = [k.session_state(sid), k.session_recs(sid), k.session_position(sid)]
+                session_keys += [k.session_attribution(sid), k.session_outcomes(sid)]
                 queue_script(pipe, STORE_RESULTS, session_keys, *args)
             for uid, message_json in latest.items():
                 pipe.set(k.user_latest(uid), message_json, ex=ttl)

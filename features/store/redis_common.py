@@ -17,10 +17,12 @@ import orjson
 
 from features.session import SessionState, state_summary
 from features.session_cache import SessionCache
+from features.store.attribution import read_attribution
 from features.store.base import (
     FENCED,
     OUT_OF_ORDER,
     Applied,
+    AttributionSave,
     Claim,
     Fencing,
     Stamp,
@@ -35,6 +37,8 @@ from nowplaying.steer_events import InputEvent
 
 #: Lists to store, by session id (every session of ``states`` first, in its order).
 ListsBySession: TypeAlias = Mapping[str, Sequence[StoredList]]
+#: Attribution saves by session id.
+SavesBySession: TypeAlias = Mapping[str, AttributionSave]
 #: What the per-event script refused: its status in the reply -> ``Applied.refused``.
 _REFUSALS = {2: FENCED, 3: OUT_OF_ORDER}
 
@@ -87,14 +91,19 @@ class RedisStore(ABC):
         }
 
     async def apply_events(
-        self, events: Sequence[InputEvent], fencing: Fencing | None = None
+        self,
+        events: Sequence[InputEvent],
+        fencing: Fencing | None = None,
+        *,
+        attribution: bool = False,
     ) -> list[Applied]:
-        """Apply the events in order (one round trip; three on a cluster with ``fencing``).
+        """Apply the events in order (one round trip; three on a cluster with ``fencing``),
+        with ``attribution`` reading the sessions' attribution in the same round trip.
         A batch of dead letters only (no events) still moves the watermark."""
         if not events and (fencing is None or not fencing.ends):
             return []
         held = [self._held(ev.session_id) for ev in events]
-        replies = await self._apply(events, held, fencing)
+        replies = await self._apply(events, held, fencing, attribution)
         return [
             self._applied(ev, known, reply)
             for ev, known, reply in zip(events, held, replies, strict=True)
@@ -106,14 +115,20 @@ class RedisStore(ABC):
         lists: Sequence[StoredList],
         activity: Mapping[str, tuple[str, int]],
         stamps: Mapping[str, Stamp] | None = None,
+        attribution: Sequence[AttributionSave] = (),
     ) -> list[str]:
-        """One round trip: session states, recommendation lists, user pointers, active users
-        (the contract: :meth:`features.store.base.FeatureStore.write_results`)."""
+        """One round trip: session states, recommendation lists, attribution, user pointers,
+        active users (the contract: :meth:`features.store.base.FeatureStore.write_results`)."""
         by_session: dict[str, list[StoredList]] = {sid: [] for sid in states}
         for item in lists:
             by_session.setdefault(item.session_id, []).append(item)
+        saves = {save.session_id: save for save in attribution}
+        for sid in saves:
+            by_session.setdefault(sid, [])
         latest = {item.user_id: item.message_json for item in lists if item.update_latest}
-        replies = await self._write(states, by_session, latest, activity, stamps or {})
+        replies = await self._write(
+            states, by_session, latest, activity, stamps=stamps or {}, saves=saves
+        )
         stored: dict[tuple[str, str], str] = {}
         for sid, reply in zip(by_session, replies, strict=False):
             for item, value in zip(by_session[sid], reply, strict=True):
@@ -128,9 +143,11 @@ class RedisStore(ABC):
         events: Sequence[InputEvent],
         held: Sequence[tuple[str, ...]],
         fencing: Fencing | None,
+        attribution: bool,
     ) -> list[Any]:
         """Per event, the reply of the Lua ``apply_event`` (or the ``ResponseError`` Redis
-        answered for that event alone, a WRONGTYPE)."""
+        answered for that event alone, a WRONGTYPE), with ``attribution`` its
+        ``with_attribution`` read appended."""
 
     @abstractmethod
     async def _write(
@@ -139,7 +156,9 @@ class RedisStore(ABC):
         by_session: ListsBySession,
         latest: Mapping[str, str],
         activity: Mapping[str, tuple[str, int]],
+        *,
         stamps: Mapping[str, Stamp],
+        saves: SavesBySession,
     ) -> list[Any]:
         """Store everything; per session of ``by_session``, the Lua ``store_session`` reply."""
 
@@ -157,7 +176,8 @@ class RedisStore(ABC):
         records = held[:start] + tuple(as_text(r) for r in tail)
         state = self._cache.fold(event.session_id, records)
         stored_list = as_text(stored) if isinstance(stored, bytes | str) else None
-        return Applied(event, status == 0, records, state, stored_list)
+        att, outcome = read_attribution(reply)
+        return Applied(event, status == 0, records, state, stored_list, None, None, att, outcome)
 
 
 def stamp_args(stamp: Stamp | None) -> list[Any]:

@@ -3,7 +3,8 @@
 Each script is shared function files followed by an entry file: ``apply_event_fn.lua`` (the
 per-event write) opens both apply scripts, ``partition_fn.lua`` (a partition's fence and
 watermark) the batch script and the cluster's per-partition scripts, ``store_session_fn.lua``
-(the per-session write) both result scripts, so the logic the back-ends share is written once.
+(the per-session write) both result scripts, ``attribution_fn.lua`` (a session's attribution
+read and save) all four, so the logic the back-ends share is written once.
 
 :class:`ScriptCaller` runs them on a client: EVALSHA (a single call, or queued in a pipeline),
 and when the server lost its script cache (restart, failover, ``SCRIPT FLUSH``) it loads the
@@ -51,17 +52,19 @@ def lua_script(*parts: str) -> LuaScript:
 
 
 #: One event (Redis Cluster path).
-APPLY_EVENT: Final = lua_script("apply_event_fn.lua", "apply_event.lua")
+APPLY_EVENT: Final = lua_script("apply_event_fn.lua", "attribution_fn.lua", "apply_event.lua")
 #: A whole batch of events, fences and watermarks included (single-server path).
-APPLY_BATCH: Final = lua_script("apply_event_fn.lua", "partition_fn.lua", "apply_batch.lua")
+APPLY_BATCH: Final = lua_script(
+    "apply_event_fn.lua", "attribution_fn.lua", "partition_fn.lua", "apply_batch.lua"
+)
 #: A partition's fence before a batch (Redis Cluster path).
 CHECK_PARTITION: Final = lua_script("partition_fn.lua", "check_partition.lua")
 #: A partition's watermark after a batch (Redis Cluster path).
 ADVANCE_PARTITION: Final = lua_script("partition_fn.lua", "advance_partition.lua")
 #: One session's state and lists (Redis Cluster path).
-STORE_RESULTS: Final = lua_script("store_session_fn.lua", "store_results.lua")
+STORE_RESULTS: Final = lua_script("store_session_fn.lua", "attribution_fn.lua", "store_results.lua")
 #: Everything ``write_results`` stores (single-server path).
-WRITE_BATCH: Final = lua_script("store_session_fn.lua", "write_batch.lua")
+WRITE_BATCH: Final = lua_script("store_session_fn.lua", "attribution_fn.lua", "write_batch.lua")
 
 
 class ScriptCaller:

@@ -20,7 +20,16 @@ from typing import Literal
 import pytest
 
 from features.session import SessionEvent, SessionState, to_session_event
-from features.store import Applied, Claim, FeatureStore, Fencing, Stamp, StoredList, TopicPartition
+from features.store import (
+    Applied,
+    AttributionSave,
+    Claim,
+    FeatureStore,
+    Fencing,
+    Stamp,
+    StoredList,
+    TopicPartition,
+)
 from nowplaying.events import PlayEvent, TrackStart
 from nowplaying.steer_events import InputEvent
 from streams.ownership import Ownership
@@ -56,10 +65,14 @@ class Paused:
         return await self._store.claim_partitions(partitions)
 
     async def apply_events(
-        self, events: Sequence[InputEvent], fencing: Fencing | None = None
+        self,
+        events: Sequence[InputEvent],
+        fencing: Fencing | None = None,
+        *,
+        attribution: bool = False,
     ) -> list[Applied]:
         await self._gate("apply")
-        return await self._store.apply_events(events, fencing)
+        return await self._store.apply_events(events, fencing, attribution=attribution)
 
     async def write_results(
         self,
@@ -67,9 +80,10 @@ class Paused:
         lists: Sequence[StoredList],
         activity: Mapping[str, tuple[str, int]],
         stamps: Mapping[str, Stamp] | None = None,
+        attribution: Sequence[AttributionSave] = (),
     ) -> list[str]:
         await self._gate("write")
-        return await self._store.write_results(states, lists, activity, stamps)
+        return await self._store.write_results(states, lists, activity, stamps, attribution)
 
 
 class Worker:

@@ -11,16 +11,28 @@ retried batch finds its state saved and republishes the stored outcomes, byte fo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from features.store import feature_store_for
-from features.store.attribution import RedisAttributionStore, SessionUpdate
+from features.session import SessionState
+from features.store import (
+    Applied,
+    AttributionSave,
+    FeatureStore,
+    Fencing,
+    Stamp,
+    StoredList,
+    TopicPartition,
+    feature_store_for,
+)
+from features.store.redis_common import RedisStore
 from nowplaying.clients import async_redis_client
-from nowplaying.events import PlayEvent, TrackEnd
+from nowplaying.events import PlayEvent, RecommendationMessage, TrackEnd
 from nowplaying.keys import Keys
 from nowplaying.outcomes import OutcomeMessage
 from nowplaying.settings import Settings
+from nowplaying.steer_events import InputEvent
 from streams.attribution import Attribution
 from streams.pipeline import Pipeline
 from tests.conftest import SettingsFactory
@@ -29,23 +41,60 @@ from tests.support.fakes import FakePublisher, FakeRanker, RecordingSensor
 
 
 class LosesFirstSaveReply:
-    """The real store, but the first save's reply is lost after Redis applied it."""
+    """The real feature store, but the reply of the first result write that saves attribution
+    is lost after Redis applied it."""
 
-    def __init__(self, store: RedisAttributionStore) -> None:
+    def __init__(self, store: RedisStore) -> None:
         self._store = store
         self.lost = 0
 
-    async def load(self, session_ids: Sequence[str]) -> Any:
-        return await self._store.load(session_ids)
+    async def claim_partitions(self, partitions: Sequence[TopicPartition]) -> Any:
+        return await self._store.claim_partitions(partitions)
 
-    async def stored_outcomes(self, events: Sequence[tuple[str, str]]) -> Any:
-        return await self._store.stored_outcomes(events)
+    async def apply_events(
+        self,
+        events: Sequence[InputEvent],
+        fencing: Fencing | None = None,
+        *,
+        attribution: bool = False,
+    ) -> list[Applied]:
+        return await self._store.apply_events(events, fencing, attribution=attribution)
 
-    async def save(self, updates: Sequence[SessionUpdate]) -> None:
-        await self._store.save(updates)
-        if updates and not self.lost:
+    async def write_results(
+        self,
+        states: Mapping[str, SessionState],
+        lists: Sequence[StoredList],
+        activity: Mapping[str, tuple[str, int]],
+        stamps: Mapping[str, Stamp] | None = None,
+        attribution: Sequence[AttributionSave] = (),
+    ) -> list[str]:
+        stored = await self._store.write_results(states, lists, activity, stamps, attribution)
+        if attribution and not self.lost:
             self.lost += 1
             raise ConnectionError("reply lost")
+        return stored
+
+
+class AnotherWriterFirst(LosesFirstSaveReply):
+    """The real feature store, where another writer stores its own list for every trigger just
+    before each result write (the lists of two writers of one event racing)."""
+
+    async def write_results(
+        self,
+        states: Mapping[str, SessionState],
+        lists: Sequence[StoredList],
+        activity: Mapping[str, tuple[str, int]],
+        stamps: Mapping[str, Stamp] | None = None,
+        attribution: Sequence[AttributionSave] = (),
+    ) -> list[str]:
+        theirs = [replace(item, message_json=their_list(item.message_json)) for item in lists]
+        await self._store.write_results({}, theirs, {})
+        return await self._store.write_results(states, lists, activity, stamps, attribution)
+
+
+def their_list(message_json: str) -> str:
+    ours = RecommendationMessage.model_validate_json(message_json)
+    return ours.model_copy(update={"model_version": "m-theirs"}).model_dump_json()
 
 
 def late_skip(i: int, track: str) -> TrackEnd:
@@ -78,16 +127,18 @@ def run_pipeline(
     body: Callable[[Pipeline, FakePublisher, RecordingSensor, Any], Awaitable[None]],
     *,
     lose_first_save: bool = False,
+    another_writer_first: bool = False,
 ) -> None:
     async def main() -> None:
         redis = async_redis_client(settings)
         try:
-            store = feature_store_for(settings, redis)
-            await store.load_scripts()
-            keys = Keys(settings.redis_key_prefix)
-            att_store: Any = RedisAttributionStore(redis, keys, settings.session_ttl_seconds)
+            redis_store = feature_store_for(settings, redis)
+            await redis_store.load_scripts()
+            store: FeatureStore = redis_store
             if lose_first_save:
-                att_store = LosesFirstSaveReply(att_store)
+                store = LosesFirstSaveReply(redis_store)
+            if another_writer_first:
+                store = AnotherWriterFirst(redis_store)
             sensor = RecordingSensor()
             publisher = FakePublisher()
 
@@ -100,7 +151,7 @@ def run_pipeline(
                 FakeRanker(model_version="m-1"),
                 publisher,
                 sensor=sensor,
-                attribution=Attribution(att_store, sensor, settings.topic_outcomes),
+                attribution=Attribution(sensor, settings.topic_outcomes),
                 clock=lambda: NOW_S,
                 sleep=no_sleep,
             )
@@ -115,13 +166,13 @@ def outcomes(settings: Settings, publisher: FakePublisher) -> list[OutcomeMessag
     return [OutcomeMessage.model_validate_json(v) for v in publisher.on(settings.topic_outcomes)]
 
 
-def check_expected(found: Sequence[OutcomeMessage]) -> None:
+def check_expected(found: Sequence[OutcomeMessage], model_version: str = "m-1") -> None:
     by_id = {o.exposure_id: o for o in found}
     assert len(by_id) == len(found), "one outcome per exposure"
     got = {eid: (o.hit, o.rank, o.outcome, o.next_track_id) for eid, o in by_id.items()}
     assert got == EXPECTED
     for o in found:
-        assert o.model_version == "m-1" and o.variant is None and o.list_length == 5
+        assert o.model_version == model_version and o.variant is None and o.list_length == 5
         assert o.session_id == "s1" and o.user_id == "u1"
 
 
@@ -197,3 +248,27 @@ def test_every_split_of_the_session_into_batches_gives_the_same_outcome_bytes(
 
 def publisher_keys(settings: Settings, publisher: FakePublisher) -> list[bytes | None]:
     return [k for t, k, _ in publisher.records if t == settings.topic_outcomes]
+
+
+def test_when_another_writer_stored_a_list_first_its_list_is_the_one_attributed(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory(create_topics=False, top_k=5)
+    messages = raw(SESSION)
+
+    async def body(pipeline: Pipeline, publisher: FakePublisher, sensor: Any, redis: Any) -> None:
+        for msg in messages:
+            await pipeline.process_batch([msg])
+        published = publisher.on(settings.topic_recommendations)
+        assert {RecommendationMessage.model_validate_json(v).model_version for v in published} == {
+            "m-theirs"
+        }
+        found = outcomes(settings, publisher)
+        check_expected(found, model_version="m-theirs")  # attributed to the lists published
+        assert len(sensor.of("exposure")) == 5  # each list shown once, not once per fold
+        # redelivered: the same outcome bytes, from the state saved after the second fold
+        before = publisher.on(settings.topic_outcomes)
+        await pipeline.process_batch(messages)
+        assert sorted(publisher.on(settings.topic_outcomes)[len(before) :]) == sorted(before)
+
+    run_pipeline(settings, body, another_writer_first=True)

@@ -32,6 +32,7 @@ from features.store import (
     FENCED,
     OUT_OF_ORDER,
     Applied,
+    AttributionSave,
     Claim,
     Fencing,
     Stamp,
@@ -133,7 +134,11 @@ class MemoryStore:
         return out
 
     async def apply_events(
-        self, events: Sequence[InputEvent], fencing: Fencing | None = None
+        self,
+        events: Sequence[InputEvent],
+        fencing: Fencing | None = None,
+        *,
+        attribution: bool = False,
     ) -> list[Applied]:
         self.apply_calls += 1
         if self.apply_failures:
@@ -149,7 +154,7 @@ class MemoryStore:
             if stamp is not None and stamp.tp not in owned:
                 out.append(Applied(ev, False, (), refused=FENCED))
             else:
-                out.append(self._apply_one(ev, stamp))
+                out.append(self._apply_one(ev, stamp, attribution))
         for tp in owned:
             fence = d.hashes[k.partition(*tp)]
             fence["next"] = str(max(int(fence.get("next", "0")), ends[tp][1]))
@@ -170,7 +175,7 @@ class MemoryStore:
     def _behind(mark: dict[str, str], stamp: Stamp) -> bool:
         return int(mark["e"]) > stamp.epoch or int(mark["o"]) > stamp.offset
 
-    def _apply_one(self, ev: InputEvent, stamp: Stamp | None) -> Applied:
+    def _apply_one(self, ev: InputEvent, stamp: Stamp | None, attribution: bool) -> Applied:
         d, k, ttl, sid = self.data, self.keys, self.ttl_seconds, ev.session_id
         mark = self._mark(sid, stamp)
         if stamp is not None and mark is not None and int(mark["e"]) > stamp.epoch:
@@ -197,7 +202,11 @@ class MemoryStore:
         records = tuple(d.lists.get(log_key, ()))
         stored = d.hashes.get(recs_key, {}).get(ev.event_id) if duplicate else None
         folded = fold_events(decode_event(r) for r in records)
-        return Applied(ev, duplicate, records, folded, stored)
+        if not attribution:
+            return Applied(ev, duplicate, records, folded, stored)
+        state = d.strings.get(k.session_attribution(sid))
+        outcome = d.hashes.get(k.session_outcomes(sid), {}).get(ev.event_id)
+        return Applied(ev, duplicate, records, folded, stored, None, None, state, outcome)
 
     async def write_results(
         self,
@@ -205,6 +214,7 @@ class MemoryStore:
         lists: Sequence[StoredList],
         activity: Mapping[str, tuple[str, int]],
         stamps: Mapping[str, Stamp] | None = None,
+        attribution: Sequence[AttributionSave] = (),
     ) -> list[str]:
         d, k, ttl = self.data, self.keys, self.ttl_seconds
         d.expire_due()
@@ -220,6 +230,11 @@ class MemoryStore:
             stored.append(recs.setdefault(item.trigger_event_id, item.message_json))
         for sid in {item.session_id for item in lists}:
             d.expire(k.session_recs(sid), ttl)
+        pairs = zip(lists, stored, strict=True)
+        elsewhere = {item.session_id for item, body in pairs if body != item.message_json}
+        for save in attribution:
+            if save.session_id not in elsewhere:  # folded with the lists stored: save it
+                self._save_attribution(save)
         for item in lists:
             if item.update_latest:
                 d.set_string(k.user_latest(item.user_id), item.message_json, ttl)
@@ -231,6 +246,20 @@ class MemoryStore:
             for uid in sorted(index, key=lambda u: (index[u], u))[:-ACTIVE_USERS_KEPT]:
                 del index[uid]
         return stored
+
+    def _save_attribution(self, save: AttributionSave) -> None:
+        d, k, ttl = self.data, self.keys, self.ttl_seconds
+        current = d.strings.get(k.session_attribution(save.session_id))
+        if current is not None:
+            mark = json.loads(current)
+            if mark["tag"] == save.tag and int(mark["offset"]) >= save.offset:
+                return  # as far along the same partition or further: kept
+        d.set_string(k.session_attribution(save.session_id), save.state_json, ttl)
+        outcomes = k.session_outcomes(save.session_id)
+        for eid, body in save.emitted.items():
+            d.hashes.setdefault(outcomes, {}).setdefault(eid, body)
+        if save.emitted:
+            d.expire(outcomes, ttl)
 
     # --- FeatureReader --------------------------------------------------------------------
 
