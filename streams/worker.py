@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import socket
 import tempfile
@@ -69,7 +70,20 @@ def faust_app(settings: Settings, datadir: Path) -> faust.App:
         web_stats_enabled=False,
     )
     use_worker_transport(app)
+    app.task(freeze_startup_objects)
     return app
+
+
+async def freeze_startup_objects() -> None:
+    """Once the app has started: collect, then move every object alive now (the models, the
+    clients, Faust's and mode's services) out of the garbage collector's generations. They live
+    as long as the process, and each full collection would otherwise traverse them all again
+    (measured: 130,000-150,000 tracked objects, the collector at about 4.5 % of the worker's
+    CPU). New objects are collected as before. Frozen objects dropped later are still freed by
+    reference counting (the start-up model after a hot reload is: it holds no reference cycle);
+    only a cycle among them would stay."""
+    gc.collect()
+    gc.freeze()
 
 
 def wire(app: faust.App, runtime: WorkerRuntime) -> None:
