@@ -34,7 +34,7 @@ from faust.types import TP
 from models.experiments import ExperimentError
 from nowplaying.clients import faust_broker_credentials, faust_broker_urls
 from nowplaying.settings import Settings
-from streams.faust_kafka import use_worker_transport
+from streams.faust_kafka import QuietMonitor, use_worker_transport
 from streams.lag import add_lag_timer
 from streams.loading import load_models
 from streams.ownership import take_over
@@ -68,6 +68,7 @@ def faust_app(settings: Settings, datadir: Path) -> faust.App:
         web_bind=settings.worker_metrics_host,
         web_host=settings.worker_metrics_host,
         web_stats_enabled=False,
+        monitor=QuietMonitor(),
     )
     use_worker_transport(app)
     app.task(freeze_startup_objects)
