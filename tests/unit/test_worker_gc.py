@@ -1,5 +1,6 @@
 """The worker moves its start-up objects out of the garbage collector's generations, after
-collecting the garbage there is (a frozen cycle would never be collected)."""
+collecting the garbage there is (a frozen cycle would never be collected), and collects its
+youngest generation less often."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.worker import freeze_startup_objects
+from streams.worker import YOUNG_COLLECTION_THRESHOLD, freeze_startup_objects
 
 
 class _Node:
@@ -20,9 +21,11 @@ class _Node:
 
 @pytest.fixture(autouse=True)
 def unfrozen() -> Iterator[None]:
+    threshold = gc.get_threshold()
     gc.unfreeze()
     yield
     gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 def test_start_up_objects_leave_the_collected_generations() -> None:
@@ -44,3 +47,9 @@ def test_garbage_is_collected_before_the_freeze() -> None:
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_the_youngest_generation_is_collected_less_often() -> None:
+    older = gc.get_threshold()[1:]
+    asyncio.run(freeze_startup_objects())
+    assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *older)
