@@ -26,7 +26,10 @@ from collections.abc import Coroutine, Generator, Mapping
 from typing import Any, Final
 
 import faust
+from faust.sensors import Monitor
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, EventT, StreamT
+from faust.types.tuples import Message
 from mode.services import WaitArgT, WaitResults
 from mode.utils.times import Seconds
 
@@ -106,6 +109,39 @@ class WorkerTransport(aiokafka_driver.Transport):
 
     Producer = IdempotentProducer
     Consumer = EagerConsumer
+
+
+class QuietMonitor(Monitor):
+    """Faust's monitor without its per-message and per-event statistics.
+
+    Faust's app always runs a :class:`faust.sensors.Monitor` as a sensor; for every message and
+    every stream event it counts by topic, stream and task, stringifies look-up keys, reads the
+    clock four times and keeps a history of event run times, for Faust's own web statistics,
+    which the worker switches off (``web_stats_enabled=False``; its figures are the Prometheus
+    metrics of :mod:`nowplaying.metrics`). This monitor skips those four hooks; the rest (the
+    offsets Faust's consumer reports, commits, rebalances, sends) is Faust's as before. Given to
+    the app through its ``monitor`` argument."""
+
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        pass
+
+    def on_stream_event_in(
+        self, tp: TP, offset: int, stream: StreamT[Any], event: EventT[Any]
+    ) -> dict[str, Any] | None:
+        return None
+
+    def on_stream_event_out(
+        self,
+        tp: TP,
+        offset: int,
+        stream: StreamT[Any],
+        event: EventT[Any],
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        pass
+
+    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
+        pass
 
 
 def use_worker_transport(app: faust.App) -> None:

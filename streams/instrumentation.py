@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Generic, Protocol, TypeVar
+
+from prometheus_client.metrics import MetricWrapperBase
 
 from features.session import outcome_of
 from nowplaying import metrics
@@ -117,18 +119,47 @@ class NullSensor:
         pass
 
 
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class _Children(Generic[M]):
+    """A labelled metric's children, each looked up once: ``labels()`` validates and joins the
+    label values and takes the metric's lock on every call (about 1 µs), and the hooks below run
+    several times per event and per batch. Only for labels of few values."""
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: M) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 class PrometheusSensor:
     """Feeds the worker's metrics (:mod:`nowplaying.metrics`)."""
+
+    def __init__(self) -> None:
+        self._events = _Children(metrics.EVENTS)
+        self._variant_outcomes = _Children(metrics.VARIANT_OUTCOMES)
+        self._recommendations = _Children(metrics.RECOMMENDATIONS)
+        self._variant_lists = _Children(metrics.VARIANT_LISTS)
+        self._dependency_up = _Children(metrics.DEPENDENCY_UP)
+        self._redis_roundtrip = _Children(metrics.REDIS_ROUNDTRIP)
 
     def on_batch(self, size: int) -> None:
         metrics.BATCH_EVENTS.observe(size)
 
     def on_event_applied(self, event: InputEvent, duplicate: bool, variant: str | None) -> None:
-        metrics.EVENTS.labels(event.event_type).inc()
+        self._events(event.event_type).inc()
         if duplicate:
             metrics.DUPLICATE_EVENTS.inc()
         elif variant is not None and isinstance(event, TrackEnd):
-            metrics.VARIANT_OUTCOMES.labels(variant, outcome_of(event)).inc()
+            self._variant_outcomes(variant, outcome_of(event)).inc()
 
     def on_dead_letter(self, reason: str) -> None:
         metrics.DEAD_LETTERS.labels(reason).inc()
@@ -138,18 +169,18 @@ class PrometheusSensor:
     ) -> None:
         if latency_seconds is not None:
             metrics.EVENT_TO_RECOMMENDATION.observe(latency_seconds)
-        metrics.RECOMMENDATIONS.labels(source).inc()
+        self._recommendations(source).inc()
         if variant is not None:
-            metrics.VARIANT_LISTS.labels(variant).inc()
+            self._variant_lists(variant).inc()
 
     def on_retry(self, dependency: str) -> None:
         metrics.RETRIES.labels(dependency).inc()
 
     def on_dependency_up(self, dependency: str, up: bool) -> None:
-        metrics.DEPENDENCY_UP.labels(dependency).set(1 if up else 0)
+        self._dependency_up(dependency).set(1 if up else 0)
 
     def on_redis_roundtrip(self, operation: str, seconds: float) -> None:
-        metrics.REDIS_ROUNDTRIP.labels(operation).observe(seconds)
+        self._redis_roundtrip(operation).observe(seconds)
 
     def on_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
