@@ -10,8 +10,8 @@
 * Two-step transitions: ``P(current -> x -> t)`` with ``P`` the training transitions normalised
   per source (the tracks that usually come two steps later).
 
-Both are sparse products (``scipy.sparse``) computed per row in a fixed order, so a state's
-scores do not depend on the other states of its batch.
+Both are sparse products over the training index, computed per row in a fixed order, so a
+state's scores do not depend on the other states of its batch.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ I64 = NDArray[np.int64]
 
 KNN_NEIGHBOURS: Final = 100
 KNN_SAMPLE: Final = 500
+#: Batches of up to this many states gather rows; larger ones multiply sparse matrices (the
+#: measured crossover: 0.14 vs 0.39 ms for one state, 0.84 vs 0.81 ms for eight).
+GATHER_UP_TO: Final = 6
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,23 +61,74 @@ def session_tracks(seqs: Sequence[I32]) -> tuple[I64, I32]:
     return indptr, indices
 
 
+def _rows_of(matrix: sp.csr_matrix, rows: I64) -> tuple[I64, NDArray[np.float64], I64]:
+    """The stored (column, value) entries of ``rows`` of ``matrix``, row after row in the given
+    order (each row's columns ascending), and each row's entry count."""
+    lo = matrix.indptr[rows]
+    counts = matrix.indptr[rows + 1] - lo
+    starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+    at = starts + np.arange(int(counts.sum()))
+    return matrix.indices[at].astype(np.int64), matrix.data[at], counts
+
+
 def vsknn_scores(recents: Sequence[I32], index: SessionIndex, width: int) -> F32:
-    """[B, width] V-SKNN scores of every track (columns past the catalogue stay 0)."""
+    """[B, width] V-SKNN scores of every track (columns past the catalogue stay 0).
+
+    Each state's overlap with the training sessions, then its neighbours' track scores, are
+    sums over the index's rows in ascending order (tracks, then sessions). A small batch
+    gathers those rows per state (building sparse matrices costs more than the products
+    there); a larger one multiplies sparse matrices, whose sums run in the same order, so the
+    scores are the same bit for bit either way."""
+    if len(recents) <= GATHER_UP_TO:
+        return _vsknn_gathered(recents, index, width)
+    return _vsknn_sparse(recents, index, width)
+
+
+def _recent_weights(recent: I32) -> tuple[I64, NDArray[np.float64]]:
+    """The state's distinct known recent tracks (ascending) and their weights: the latest
+    position p of L, p / L, over the number of distinct recent tracks."""
+    n = len(recent)
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float64)
+    tracks, first = np.unique(recent[::-1], return_index=True)
+    weights = (n - first) / n / len(tracks)  # latest position p = n - first, over n
+    known = tracks >= 0
+    return tracks[known].astype(np.int64), weights[known]
+
+
+def _vsknn_gathered(recents: Sequence[I32], index: SessionIndex, width: int) -> F32:
+    """:func:`vsknn_scores` state by state, by gathering the index's rows."""
+    n_tracks, n_sessions = index.by_track.shape
+    out = np.zeros((len(recents), width), np.float32)
+    for b, recent in enumerate(recents):
+        tracks, weights = _recent_weights(recent)
+        if len(tracks) == 0:
+            continue
+        sessions, ones, counts = _rows_of(index.by_track, tracks)
+        overlap = np.bincount(
+            sessions, weights=np.repeat(weights, counts) * ones, minlength=n_sessions
+        )
+        shared = np.flatnonzero(overlap)[-KNN_SAMPLE:]  # ascending: the latest last
+        top = np.sort(shared[np.lexsort((-shared, -overlap[shared]))[:KNN_NEIGHBOURS]])
+        held, ones, counts = _rows_of(index.by_session, top)
+        out[b, :n_tracks] = np.bincount(
+            held, weights=np.repeat(overlap[top], counts) * ones, minlength=n_tracks
+        )
+    return out
+
+
+def _vsknn_sparse(recents: Sequence[I32], index: SessionIndex, width: int) -> F32:
+    """:func:`vsknn_scores` as two sparse products for the whole batch."""
     n_states = len(recents)
     n_tracks = index.by_track.shape[0]
     rows: list[int] = []
     cols: list[int] = []
     values: list[float] = []
     for b, recent in enumerate(recents):
-        n = len(recent)
-        if n == 0:
-            continue
-        tracks, first = np.unique(recent[::-1], return_index=True)
-        weights = (n - first) / n / len(tracks)  # latest position p = n - first, over n
-        known = tracks >= 0
-        rows += [b] * int(known.sum())
-        cols += tracks[known].tolist()
-        values += weights[known].tolist()
+        tracks, weights = _recent_weights(recent)
+        rows += [b] * len(tracks)
+        cols += tracks.tolist()
+        values += weights.tolist()
     out = np.zeros((n_states, width), np.float32)
     if not rows:
         return out
