@@ -1,4 +1,5 @@
-"""V-SKNN scores without per-call sparse matrices: bit for bit the sparse products' values."""
+"""V-SKNN and two-step scores of small batches, without per-call sparse matrices: bit for bit
+the sparse products' values."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from features.neighbours import (
     KNN_SAMPLE,
     SessionIndex,
     session_tracks,
+    transition_probabilities,
+    two_step_scores,
     vsknn_scores,
 )
 
@@ -77,3 +80,22 @@ def test_small_and_large_batches_score_as_the_sparse_products_bit_for_bit() -> N
         np.testing.assert_array_equal(
             vsknn_scores(part, index, n_tracks + 4), want[at : at + len(part)]
         )
+
+
+def test_two_step_scores_of_small_batches_are_the_sparse_products_bit_for_bit() -> None:
+    rng = np.random.default_rng(5)
+    n = 200
+    counts = sp.random(n, n, density=0.05, random_state=3, format="csr") * 10
+    counts.data = np.ceil(counts.data).astype(np.float32)
+    counts.sort_indices()
+    out_count = np.asarray(counts.sum(axis=1)).ravel().astype(np.float32)
+    probabilities = transition_probabilities(
+        counts.indptr.astype(np.int64), counts.indices, counts.data, out_count
+    )
+    currents = rng.integers(-1, n, 40).astype(np.int64)
+    want = two_step_scores(currents, probabilities, n + 1)  # one batch: the sparse product
+    assert len(currents) > GATHER_UP_TO and want.any()
+    for at in range(0, len(currents), GATHER_UP_TO):
+        part = currents[at : at + GATHER_UP_TO]
+        got = two_step_scores(part, probabilities, n + 1)
+        np.testing.assert_array_equal(got, want[at : at + len(part)])
