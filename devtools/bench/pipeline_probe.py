@@ -93,7 +93,7 @@ async def probe(
         DonePublisher(),
         sensor=sensor,
         models=ModelWatcher(settings, models, wrap=wrap),
-        attribution=attribution_for(settings, redis, sensor),
+        attribution=attribution_for(settings, sensor),
     )
     sessions, _ = bench_sessions(settings, 400)
     tag = uuid.uuid4().hex[:8]
