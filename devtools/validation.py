@@ -10,6 +10,8 @@ whose next track is known to the artifacts:
   proposed the hits;
 * each generator's own recall@N: its scores alone ranked over the catalogue (played tracks
   excluded, only positive scores for the sparse ones), so the misses of the union can be traced;
+* with ``--plan``: another priority order and quotas of the scored generators
+  (``features.candidates.PLAN``), to try before changing the default;
 * with ``--served``: served HR@10 / MRR@10 (non-repeat, 95% intervals) at each N, with the
   transitions-3 baseline and the paired difference.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from features import candidates
 from features.artifacts import F32, TrackArtifacts
 from features.candidates import SOURCES, generate_candidates_many, ngram_scores
 from features.context import StateContext, state_contexts
@@ -63,13 +66,13 @@ def rank_of(scores: F32, target: int, played: np.ndarray, dense: bool) -> int:
 
 
 def recall_report(
-    recommender: Recommender, queries: Sequence[Query], counts: Sequence[int]
+    recommender: Recommender, queries: Sequence[Query], counts: Sequence[int], alone: bool = True
 ) -> dict[str, object]:
     artifacts = recommender.artifacts
     index = artifacts.index
     union = {n: 0 for n in counts}
     by_source = {n: dict.fromkeys(SOURCES, 0) for n in counts}
-    alone: dict[str, dict[int, int]] = {}
+    per_generator: dict[str, dict[int, int]] = {}
     total = 0
     for start in range(0, len(queries), BATCH):
         batch = queries[start : start + BATCH]
@@ -84,18 +87,22 @@ def recall_report(
                 if len(hit):
                     union[n] += 1
                     by_source[n][SOURCES[int(cands.sources[hit[0]])]] += 1
+        total += len(batch)
         for ctx, target in zip(contexts, targets, strict=True):
-            total += 1
+            if not alone:
+                break
             for name, scores in generator_scores(ctx, artifacts).items():
                 rank = rank_of(scores, target, ctx.played, dense=name == "sequence")
-                per = alone.setdefault(name, dict.fromkeys(counts, 0))
+                per = per_generator.setdefault(name, dict.fromkeys(counts, 0))
                 for n in counts:
                     per[n] += int(0 < rank <= n)
     return {
         "queries": total,
         "union": {n: union[n] / max(total, 1) for n in counts},
         "hits_by_source": by_source,
-        "alone": {g: {n: v / max(total, 1) for n, v in per.items()} for g, per in alone.items()},
+        "alone": {
+            g: {n: v / max(total, 1) for n, v in per.items()} for g, per in per_generator.items()
+        },
     }
 
 
@@ -105,8 +112,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, nargs="+", default=[100, 200])
     parser.add_argument("--served", action="store_true")
     parser.add_argument("--no-recall", action="store_true")
+    parser.add_argument("--union-only", action="store_true", help="no per-generator recall")
     parser.add_argument("--sessions", type=int, default=None, help="validation sessions used")
+    parser.add_argument(
+        "--plan", default=None, help="generators and quotas to try, e.g. ngram:50,sequence:30,..."
+    )
     args = parser.parse_args(argv)
+    if args.plan:
+        candidates.PLAN = tuple(
+            (SOURCES.index(name), int(quota))
+            for name, quota in (part.split(":") for part in args.plan.split(","))
+        )
     settings = Settings()
     metadata = json.loads((args.version / METADATA_FILE).read_text(encoding="utf-8"))
     data = metadata["data"]
@@ -123,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if q.next_track not in q.state.played and q.next_track in known
     ]
     if not args.no_recall:
-        report = recall_report(recommender, queries, args.candidates)
+        report = recall_report(recommender, queries, args.candidates, not args.union_only)
         print(json.dumps(report, indent=1))
     if args.served:
         t3 = [m for m in BASELINES if m.name == "transitions-3"]
