@@ -19,10 +19,9 @@ from numpy.typing import NDArray
 
 from features.artifacts import F32, I32, TrackArtifacts
 from features.context import MAX_BATCH_CELLS, StateContext, state_context
-from features.ranks import RANK_FEATURES, fill_ranks
 from features.session import SessionState
 
-FEATURE_VERSION: Final = "3"
+FEATURE_VERSION: Final = "2"
 
 SESSION_FEATURES: Final = (
     "session_position",  # tracks started so far, the current one included
@@ -81,8 +80,7 @@ HIGHER_ORDER_FEATURES: Final = (
     "tr3_share",
 )
 SEQUENCE_FEATURES: Final = ("seq_logit", "seq_log_prob", "seq_log_rank")
-#: Version 3: each baseline's rank of the candidate over the catalogue (features.ranks).
-FEATURE_NAMES: Final[tuple[str, ...]] = SESSION_FEATURES + CANDIDATE_FEATURES + RANK_FEATURES
+FEATURE_NAMES: Final[tuple[str, ...]] = SESSION_FEATURES + CANDIDATE_FEATURES
 N_FEATURES: Final = len(FEATURE_NAMES)
 #: Pseudo-transitions of the candidate's own listen rate in ``tr_current_listen_rate``.
 LISTEN_RATE_PRIOR: Final = 2.0
@@ -92,7 +90,6 @@ _TRACK: Final = slice(_S, _S + 3)
 _PAIRS: Final = slice(_S + 3, _S + 8)
 _SIMS: Final = slice(_S + 12, _S + 16)
 _HIGH: Final = _S + 16  # tr2_log: the first of the version-2 candidate columns
-_RANKS: Final = _S + len(CANDIDATE_FEATURES)  # the first of the version-3 columns
 
 
 def rows_for(ctx: StateContext, tracks: I32, artifacts: TrackArtifacts) -> F32:
@@ -211,7 +208,6 @@ def _fill_rows(
         _fill_sequence(out[rows], ctx, at, artifacts.n_tracks)
         start += size
     out[:, _S + 11] = np.log1p(colisten)
-    fill_ranks(out[:, _RANKS:], contexts, np.split(cand, np.cumsum(sizes)[:-1]), artifacts)
 
 
 def _fill_higher_order(

@@ -7,8 +7,7 @@ then ignores them), by the same LightGBM recipe and seed:
 
 * ``without sequence``: no sequence-model column (:data:`features.rows.SEQUENCE_FEATURES`);
 * ``without higher order``: no order-2/3 transition column
-  (:data:`features.rows.HIGHER_ORDER_FEATURES`);
-* ``without ranks``: no baseline-rank column (:data:`features.ranks.RANK_FEATURES`).
+  (:data:`features.rows.HIGHER_ORDER_FEATURES`).
 
 Each variant's graph is served by the same :class:`models.recommender.Recommender` (the same
 candidates, sequence model and artifacts) and evaluated by
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from features.artifacts import TrackArtifacts
-from features.ranks import RANK_FEATURES
 from features.rows import FEATURE_NAMES, HIGHER_ORDER_FEATURES, N_FEATURES, SEQUENCE_FEATURES
 from models.export import export_onnx, onnx_session
 from models.labelled_sessions import Session
@@ -41,7 +39,6 @@ EVERYTHING: Final = "everything"
 VARIANTS: Final[dict[str, tuple[str, ...]]] = {
     "without sequence": SEQUENCE_FEATURES,
     "without higher order": HIGHER_ORDER_FEATURES,
-    "without ranks": RANK_FEATURES,
 }
 
 

@@ -137,4 +137,4 @@ def test_model_version_and_feature_version_come_from_the_metadata(
     recommender: Recommender, version_dir: Path
 ) -> None:
     assert recommender.model_version == version_dir.name
-    assert recommender.feature_version == "3"
+    assert recommender.feature_version == "2"
