@@ -46,6 +46,14 @@ SEQUENCE_QUOTA: Final = 50
 KNN_QUOTA: Final = 50
 TWO_STEP_QUOTA: Final = 30
 TASTE_QUOTA: Final = 20
+#: The scored generators in priority order, each with its quota (then taste and popular).
+PLAN: tuple[tuple[int, int], ...] = (
+    (NGRAM, NGRAM_QUOTA),
+    (COLISTEN, COLISTEN_QUOTA),
+    (SEQUENCE, SEQUENCE_QUOTA),
+    (KNN, KNN_QUOTA),
+    (TWO_STEP, TWO_STEP_QUOTA),
+)
 #: The order-2 count is capped at this in the ``ngram`` score (order-3 count * 2**12 + it).
 _NGRAM_CAP: Final = 4095.0
 
@@ -116,13 +124,18 @@ def _candidates(
         rest[:] -= np.bincount(rows, minlength=n_states)
         picked.append((source, rows, cols))
 
-    take(NGRAM, ngram_scores(contexts, artifacts), NGRAM_QUOTA)
-    take(COLISTEN, np.array([c.colisten for c in contexts]), COLISTEN_QUOTA)
     with_sequence = [c.sequence for c in contexts if c.sequence is not None]
-    if len(with_sequence) == n_states:
-        take(SEQUENCE, np.array(with_sequence), SEQUENCE_QUOTA, positive=False)
-    take(KNN, np.array([c.knn for c in contexts]), KNN_QUOTA)
-    take(TWO_STEP, np.array([c.two_step for c in contexts]), TWO_STEP_QUOTA)
+    for source, quota in PLAN:
+        if source == NGRAM:
+            take(NGRAM, ngram_scores(contexts, artifacts), quota)
+        elif source == COLISTEN:
+            take(COLISTEN, np.array([c.colisten for c in contexts]), quota)
+        elif source == SEQUENCE and len(with_sequence) == n_states:
+            take(SEQUENCE, np.array(with_sequence), quota, positive=False)
+        elif source == KNN:
+            take(KNN, np.array([c.knn for c in contexts]), quota)
+        elif source == TWO_STEP:
+            take(TWO_STEP, np.array([c.two_step for c in contexts]), quota)
     # Taste: per state a product over all tracks and a partial sort; the take batch-wise.
     neighbours = _top_taste(contexts, artifacts, TASTE_QUOTA + n - rest + spare)
     taste_rows, taste = _first_free(neighbours, taken, np.minimum(TASTE_QUOTA, rest))

@@ -70,6 +70,7 @@ class TrainConfig:
     trees: int = 200
     leaves: int = 31
     learning_rate: float = 0.08
+    objective: str = "lambdarank"  # or "rank_xendcg"
     min_child_samples: int = 50
     negatives: int = 20  # generator candidates per training query (besides the positive) ...
     #: ... of which the generator's first ones (the rest sampled). 0: all sampled. Measured on
@@ -84,8 +85,7 @@ class TrainConfig:
     label_gain: tuple[float, ...] = (0.0, 1.0, 3.0, 7.0)
     queries_per_session: int | None = 10  # sampled training queries per session (None: all)
     candidates: int = 200  # generator candidates of the training and validation queries
-    #: Candidates of the evaluated served lists: NP_CANDIDATES' default (nowplaying.settings).
-    served_candidates: int = 100
+    served_candidates: int = 100  # of the evaluated served lists: NP_CANDIDATES' default
     folds: int = 4  # out-of-fold artifacts for the training rows (1: no folds)
     early_stopping_rounds: int = 30
     validation_queries: int = 1000  # cap on the early-stopping queries (all candidates each)
@@ -240,7 +240,7 @@ def _train_in(
             "feature_names": list(FEATURE_NAMES),
             "model": {
                 "type": "lightgbm.LGBMRanker",
-                "objective": "lambdarank",
+                "objective": cfg.objective,
                 "best_iteration": booster.current_iteration(),
                 "lightgbm_version": lgb.__version__,
             },
@@ -304,7 +304,7 @@ def _train_in(
 
 def make_ranker(cfg: TrainConfig) -> lgb.LGBMRanker:
     return lgb.LGBMRanker(
-        objective="lambdarank",
+        objective=cfg.objective,
         n_estimators=cfg.trees,
         num_leaves=cfg.leaves,
         learning_rate=cfg.learning_rate,
