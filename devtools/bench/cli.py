@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rss-rate", type=float, default=None, help="events/s of the rss suite (default 500)"
     )
+    p.add_argument(
+        "--profile-rate",
+        type=float,
+        default=None,
+        help="profile the worker at this many events/s (default: at max rate)",
+    )
     return p
 
 

@@ -1,4 +1,5 @@
-"""Profile the worker at max rate with py-spy and summarise where its CPU goes.
+"""Profile the worker with py-spy (at max rate, or at a fixed rate) and summarise where its CPU
+goes.
 
 py-spy samples the worker process (pinned to its core) from outside while the harness offers
 events as fast as it can; the collapsed stacks land in ``<out>/profile-worker.txt`` (feed them to
@@ -149,6 +150,8 @@ async def profile_worker(
     report: Report,
     out: Path,
     seconds: float,
+    *,
+    rate: float | None = None,
 ) -> None:
     exe = py_spy()
     if exe is None:
@@ -162,8 +165,10 @@ async def profile_worker(
         cmd += ["-f", "raw", "-o", str(raw)]
         spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
-    # As many events as the worker can take in `seconds` at the target throughput and then some.
-    config = e2e.RunConfig(steps=(e2e.Step(None, int(seconds * 2500)),), warmup_events=500)
+    # At max rate: as many events as the worker can take in `seconds` and then some.
+    step = e2e.Step(rate, int(seconds * (rate or 2500)))
+    config = e2e.RunConfig(steps=(step,), warmup_events=500)
+    report.profile_rate = rate
     try:
         await e2e.run_impl(
             settings=settings,

@@ -121,6 +121,7 @@ class Report:
     quality: list[QualityPoint] = field(default_factory=list)
     profile: list[dict[str, Any]] = field(default_factory=list)
     profile_components: dict[str, float] = field(default_factory=dict)
+    profile_rate: float | None = None  # events/s offered while profiling; None: max rate
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -279,7 +280,7 @@ def render_markdown(report: Report) -> str:
             ],
         )
     if report.profile_components:
-        lines += ["", "## Worker CPU by component at max rate (py-spy samples)", ""]
+        lines += ["", f"## Worker CPU by component {_profiled_at(report)} (py-spy samples)", ""]
         waiting = sum(p for n, p in report.profile_components.items() if "select" in n)
         busy = 100.0 - waiting
         lines += _table(
@@ -290,7 +291,7 @@ def render_markdown(report: Report) -> str:
             ],
         )
     if report.profile:
-        lines += ["", "## Worker profile at max rate: top functions by own samples", ""]
+        lines += ["", f"## Worker profile {_profiled_at(report)}: top functions by own samples", ""]
         lines += _table(
             ["function", "self %", "total %"],
             [
@@ -333,3 +334,8 @@ def write_chart(report: Report, path: Path) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return True
+
+
+def _profiled_at(report: Report) -> str:
+    rate = report.profile_rate
+    return "at max rate" if rate is None else f"at {rate:g} events/s"

@@ -76,6 +76,7 @@ class Plan:
     naive: tuple[e2e.Step, ...]
     pair: tuple[e2e.Step, ...]  # two workers, two cores: the scaling figure
     profile_seconds: float  # 0: no profile
+    profile_rate: float | None  # events/s offered while profiling; None: max rate
     warmup_events: int
 
 
@@ -83,7 +84,9 @@ def fixed(rates: tuple[float, ...], seconds: float) -> tuple[e2e.Step, ...]:
     return tuple(e2e.Step(r, int(r * seconds)) for r in rates)
 
 
-def plan_for(suite: str, quick: bool, rss_rate: float = 0.0) -> Plan:
+def plan_for(
+    suite: str, quick: bool, rss_rate: float = 0.0, profile_rate: float | None = None
+) -> Plan:
     if quick:
         tiny = (e2e.Step(200.0, 200), e2e.Step(None, 500))
         return Plan(
@@ -95,6 +98,7 @@ def plan_for(suite: str, quick: bool, rss_rate: float = 0.0) -> Plan:
             naive=(e2e.Step(50.0, 50), e2e.Step(None, 100)) if suite in {"e2e", "all"} else (),
             pair=(e2e.Step(None, 500),) if suite in {"e2e", "all"} else (),
             profile_seconds=3.0 if suite in {"all", "profile"} else 0.0,
+            profile_rate=profile_rate,
             warmup_events=100,
         )
     e2e_on = suite in {"e2e", "all"}
@@ -123,6 +127,7 @@ def plan_for(suite: str, quick: bool, rss_rate: float = 0.0) -> Plan:
         naive=(*fixed(NAIVE_RATES, STEP_SECONDS), e2e.Step(None, 10_000)) if e2e_on else (),
         pair=(e2e.Step(None, MAX_EVENTS),) if e2e_on else (),
         profile_seconds=20.0 if suite in {"all", "profile"} else 0.0,
+        profile_rate=profile_rate,
         warmup_events=2000,
     )
 
@@ -139,7 +144,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     rss_rate = float(getattr(args, "rss_rate", None) or targets.RSS_RATE)
-    plan = plan_for(suite, quick, rss_rate)
+    profile_rate = getattr(args, "profile_rate", None)
+    plan = plan_for(suite, quick, rss_rate, profile_rate)
     model_dir = bench_model_dir(args, quick)
     version_dir = ensure_model(settings, model_dir, QUICK_MODEL if quick else MAIN_MODEL)
     settings = settings.model_copy(
@@ -227,7 +233,9 @@ async def _run_e2e(settings: Settings, plan: Plan, report: Report, out: Path, qu
             continue
         report.e2e.extend(results)
     if plan.profile_seconds > 0:
-        await profile.profile_worker(settings, sessions, report, out, plan.profile_seconds)
+        await profile.profile_worker(
+            settings, sessions, report, out, plan.profile_seconds, rate=plan.profile_rate
+        )
 
 
 @contextlib.contextmanager

@@ -57,6 +57,7 @@ def test_every_suite_and_option_parses() -> None:
         "--model-dir",
         "--small-model",
         "--rss-rate",
+        "--profile-rate",
     }
     assert set(SUITES) == {"all", "stages", "e2e", "profile", "rss"}
     for suite in SUITES:
@@ -71,6 +72,8 @@ def test_every_suite_and_option_parses() -> None:
         True,
         300.0,
     )
+    assert parser.parse_args(["profile"]).profile_rate is None
+    assert parser.parse_args(["profile", "--profile-rate", "200"]).profile_rate == 200.0
     with pytest.raises(SystemExit):
         parser.parse_args(["everything"])
 

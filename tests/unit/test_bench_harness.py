@@ -280,3 +280,15 @@ def test_markdown_and_json_and_chart(tmp_path: Path) -> None:
     assert write_chart(report, png)
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert not write_chart(Report(machine={}, started_at="x", quick=True), tmp_path / "no.png")
+
+
+def test_the_profile_says_at_which_rate_it_was_taken() -> None:
+    report = _report()
+    report.profile = [{"function": "run (pipeline.py)", "self_pct": 5.0, "total_pct": 9.0}]
+    report.profile_components = {"ranker: onnxruntime call": 9.0}
+    assert "## Worker profile at max rate: top functions" in render_markdown(report)
+    report.profile_rate = 200.0
+    text = render_markdown(report)
+    assert "## Worker profile at 200 events/s: top functions" in text
+    assert "## Worker CPU by component at 200 events/s" in text
+    assert report.to_json()["profile_rate"] == 200.0
