@@ -132,6 +132,11 @@ def plan_for(
     )
 
 
+def needs_e2e(plan: Plan) -> bool:
+    """Whether the plan runs anything on the broker (an end-to-end step or the profile)."""
+    return bool(plan.passthrough or plan.worker or plan.naive or plan.pair or plan.profile_seconds)
+
+
 # --- running ----------------------------------------------------------------------------------
 
 
@@ -183,7 +188,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     else:
         with on_bench_core():  # the inference-only limit, for the targets
             ranker.ranker_stage(settings, version_dir, states, report, quick)
-    if plan.passthrough or plan.worker or plan.naive or plan.pair:
+    if needs_e2e(plan):
         asyncio.run(run_e2e(settings, plan, report, out, quick=quick))
     report.load_after = load_average()
     report.finished_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

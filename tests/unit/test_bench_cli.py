@@ -17,7 +17,15 @@ import pytest
 from devtools.bench.cli import build_parser
 from devtools.bench.model import bench_model_dir
 from devtools.bench.procs import repository_env
-from devtools.bench.run import CHANGES, COMMITTED_RSS_TABLE, COMMITTED_TABLE, RESULTS_DIR, SUITES
+from devtools.bench.run import (
+    CHANGES,
+    COMMITTED_RSS_TABLE,
+    COMMITTED_TABLE,
+    RESULTS_DIR,
+    SUITES,
+    needs_e2e,
+    plan_for,
+)
 from devtools.paths import REPO_ROOT, VAR_DIR, shown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,3 +120,12 @@ def test_the_module_runs_from_outside_the_repository(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "{all,stages,e2e,profile,rss}" in done.stdout
+
+
+def test_each_suite_but_stages_runs_on_the_broker() -> None:
+    for quick in (False, True):
+        runs = {suite: needs_e2e(plan_for(suite, quick)) for suite in SUITES}
+        assert runs == {"all": True, "stages": False, "e2e": True, "profile": True, "rss": True}
+        profile = plan_for("profile", quick, profile_rate=200.0)
+        assert profile.profile_rate == 200.0 and profile.profile_seconds > 0
+        assert not profile.worker  # the profile's own step only
