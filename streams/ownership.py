@@ -33,9 +33,8 @@ from streams.retry import Retrier
 log = logging.getLogger(__name__)
 
 #: How long a partition being rewound stays paused: Faust's fetcher may still be handing over
-#: records of it fetched before the seek (a fetch waits at most 1 s), which would move Faust's
-#: read offset past the rewound records again. A resume that comes too early costs one more
-#: rewind, never a record.
+#: records of it fetched before the seek (a fetch waits at most 1 s), which move Faust's read
+#: offset past the rewound records again; the resume seeks once more first (see :func:`rewind`).
 REWIND_PAUSE_SECONDS: Final = 1.0
 
 
@@ -205,20 +204,42 @@ async def rewind(
     pause_seconds: float = REWIND_PAUSE_SECONDS,
 ) -> None:
     """Seek the consumer back to ``offset`` of ``tp``: pause it (Faust's fetcher then hands over
-    none of the records it already holds of it), seek, and resume it ``pause_seconds`` later
-    unless it was revoked or rewound again meanwhile. (A message's ``tp`` is the driver's own
-    named tuple; Faust's partition sets want its ``TP``.)"""
-    tp = TP(tp.topic, tp.partition)
+    none of the records it already holds of it), seek, and ``pause_seconds`` later, unless it
+    was revoked or rewound again meanwhile, seek again and resume it. (A message's ``tp`` is the
+    driver's own named tuple; Faust's partition sets want its ``TP``.)
 
-    def resume() -> None:
+    The second seek matters: Faust's fetcher may still deliver records of ``tp`` fetched before
+    the first one, and each moves Faust's read offset past them, so it would drop the rewound
+    records when they come again. When such a record was the partition's last, no later record
+    shows a gap to rewind from, and the partition would stall."""
+    tp = TP(tp.topic, tp.partition)
+    consumer.pause_partitions({tp})
+    if not await _seek(consumer, tp, offset):
         if ownership.end_rewind(tp.topic, tp.partition, token) and tp in consumer.assignment():
             consumer.resume_partitions({tp})
+        return
 
-    consumer.pause_partitions({tp})
+    async def resume() -> None:
+        await asyncio.sleep(pause_seconds)
+        if not ownership.end_rewind(tp.topic, tp.partition, token):
+            return  # revoked, or rewound again: that rewind resumes it
+        if tp in consumer.assignment():
+            await _seek(consumer, tp, offset)  # Faust's read offset back to the rewound records
+            consumer.resume_partitions({tp})
+
+    task = asyncio.ensure_future(resume())
+    _RESUMING.add(task)
+    task.add_done_callback(_RESUMING.discard)
+
+
+#: The pending resumes of rewinds (a reference each, until it is done).
+_RESUMING: set[asyncio.Future[None]] = set()
+
+
+async def _seek(consumer: ConsumerT, tp: TP, offset: int) -> bool:
     try:
         await consumer.seek(tp, offset)
     except Exception as exc:  # e.g. revoked meanwhile: the next gap message tries again
         log.warning("cannot rewind %s[%d] to %d: %r", tp.topic, tp.partition, offset, exc)
-        resume()
-        return
-    asyncio.get_running_loop().call_later(pause_seconds, resume)
+        return False
+    return True

@@ -21,7 +21,7 @@ from features.store import Claim
 from streams.batch_loop import BatchLoop
 from streams.instrumentation import CountingSensor
 from streams.offsets import HeldOffsets
-from streams.ownership import Admission, Ownership, take_over
+from streams.ownership import Admission, Ownership, rewind, take_over
 from streams.pipeline import RawMessage
 from streams.retry import Retrier
 from tests.support.fakes import MemoryStore, RecordingSensor
@@ -129,9 +129,9 @@ def test_a_gap_is_never_processed_and_the_consumer_is_rewound_to_it() -> None:
 
     asyncio.run(scenario())
     assert pipeline.offsets == list(range(10))  # never 7 before 5 and 6; each offset once
-    # one rewind for the hole: paused, seeked back to 5, resumed; 8 and 9 (fetched before the
-    # seek) dropped without another
-    assert consumer.calls == [("pause", 1), ("seek", 5), ("resume", 1)]
+    # one rewind for the hole: paused, seeked back to 5, seeked again and resumed; 8 and 9
+    # (fetched before the seek) dropped without another
+    assert consumer.calls == [("pause", 1), ("seek", 5), ("seek", 5), ("resume", 1)]
     assert sensor.of("offset_gap") == [(TOPIC, 1, 5, 7)]
     assert ownership.expected(TOPIC, 1) == 10
     assert sorted(consumer.acked) == [0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 8, 9, 9]
@@ -249,3 +249,33 @@ def test_a_rewind_ends_only_with_its_own_token_and_a_revocation_cancels_it() -> 
     assert second is not None
     ownership.revoke([(TOPIC, 0)])
     assert not ownership.end_rewind(TOPIC, 0, second)  # revoked meanwhile: leave it paused
+
+
+def test_a_resumed_rewind_seeks_again_past_records_delivered_during_the_pause() -> None:
+    """Faust's fetcher moves its read offset with every record it hands over, also with records
+    of the paused partition fetched before the seek; it then drops the rewound records as already
+    read. The resume seeks again, so the read offset is the rewound one when fetching resumes,
+    even when no later record would show a gap (the partition's last record was the stale one)."""
+    consumer = Consumer()
+    read_offset: dict[str, int] = {}
+
+    async def seek(tp: TP, offset: int) -> None:
+        consumer.calls.append(("seek", offset))
+        read_offset["now"] = offset
+
+    consumer.seek = seek  # type: ignore[method-assign]
+    ownership = Ownership()
+    ownership.assign({(TOPIC, 1): Claim(epoch=3, next_offset=5)}, {})
+    token = ownership.start_rewind(TOPIC, 1)
+    assert token is not None
+
+    async def scenario() -> None:
+        await rewind(cast(ConsumerT, consumer), ownership, TP(TOPIC, 1), 5, token=token,
+                     pause_seconds=0.01)  # fmt: skip
+        assert read_offset["now"] == 5
+        read_offset["now"] = 9  # a record fetched before the seek, handed over meanwhile
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert read_offset["now"] == 5  # the rewound records will be handed over again
+    assert consumer.calls == [("pause", 1), ("seek", 5), ("seek", 5), ("resume", 1)]
