@@ -13,7 +13,8 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -67,15 +68,16 @@ def test_demo_reaches_a_live_list_and_ctrl_c_leaves_nothing_behind(
     )
     out = tmp_path / "demo.out"
     with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            ["bash", str(DEMO)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, like a terminal's foreground job
-        )
+        with ctrl_c_reaches_children():
+            proc = subprocess.Popen(
+                ["bash", str(DEMO)],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, like a terminal's foreground job
+            )
         try:
             wait_for_line(out, r"first live list after [0-9.]+ s", proc, timeout=180)
             base = f"http://{settings.api_host}:{settings.api_port}"
@@ -106,3 +108,18 @@ def test_demo_reaches_a_live_list_and_ctrl_c_leaves_nothing_behind(
     assert not [pid for pid in started if alive(pid)], "processes left behind"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://{settings.api_host}:{settings.api_port}/healthz", timeout=2)
+
+
+@contextmanager
+def ctrl_c_reaches_children() -> Iterator[None]:
+    """Children started inside get SIGINT's default action, as a terminal's would, even when
+    this process was started with SIGINT ignored (a background job of a non-interactive shell:
+    bash cannot trap a signal ignored at its start, so the demo would never see the Ctrl-C)."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # reset to default on exec
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
