@@ -14,76 +14,41 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Sequence
 
 import pytest
 
-from features.session import SessionEvent, SessionState, to_session_event
+from features.session import SessionEvent, to_session_event
 from features.store import (
-    Applied,
-    AttributionSave,
-    Claim,
     FeatureStore,
-    Fencing,
-    Stamp,
     StoredList,
-    TopicPartition,
 )
 from nowplaying.events import PlayEvent, TrackStart
-from nowplaying.steer_events import InputEvent
 from streams.ownership import Ownership
 from streams.pipeline import Pipeline, RawMessage
 from tests.contract.conftest import OnBackend
 from tests.support.batches import NOW_S, TOPIC, pipeline_settings, raw
 from tests.support.fakes import FakePublisher, FakeRanker, RecordingSensor
+from tests.support.forwarding_store import Call, ForwardingStore
 from tests.support.store import plays
 from tests.support.store_backends import Backend
 
-Pause = Literal["apply", "write"]
 
-
-class Paused:
+class Paused(ForwardingStore):
     """A store that, once armed, stops before its next ``pause_at`` call until released."""
 
-    def __init__(self, store: FeatureStore, pause_at: Pause) -> None:
-        self._store = store
+    def __init__(self, store: FeatureStore, pause_at: Call) -> None:
+        super().__init__(store)
         self._pause_at = pause_at
         self.armed = False
         self.reached = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def _gate(self, call: Pause) -> None:
+    async def before(self, call: Call, lists: Sequence[StoredList] = ()) -> None:
         if self.armed and call == self._pause_at:
             self.armed = False
             self.reached.set()
             await self.release.wait()
-
-    async def claim_partitions(
-        self, partitions: Sequence[TopicPartition]
-    ) -> dict[TopicPartition, Claim]:
-        return await self._store.claim_partitions(partitions)
-
-    async def apply_events(
-        self,
-        events: Sequence[InputEvent],
-        fencing: Fencing | None = None,
-        *,
-        attribution: bool = False,
-    ) -> list[Applied]:
-        await self._gate("apply")
-        return await self._store.apply_events(events, fencing, attribution=attribution)
-
-    async def write_results(
-        self,
-        states: Mapping[str, SessionState],
-        lists: Sequence[StoredList],
-        activity: Mapping[str, tuple[str, int]],
-        stamps: Mapping[str, Stamp] | None = None,
-        attribution: Sequence[AttributionSave] = (),
-    ) -> list[str]:
-        await self._gate("write")
-        return await self._store.write_results(states, lists, activity, stamps, attribution)
 
 
 class Worker:
@@ -130,7 +95,7 @@ def offline(events: Sequence[PlayEvent]) -> list[SessionEvent]:
 
 @pytest.mark.parametrize("pause_at", ["apply", "write"])
 def test_a_stale_owner_resuming_after_the_new_owner_took_over_is_fenced(
-    on_backend: OnBackend, pause_at: Pause
+    on_backend: OnBackend, pause_at: Call
 ) -> None:
     events = interleaved()
     messages = raw(events)

@@ -11,19 +11,14 @@ retried batch finds its state saved and republishes the stored outcomes, byte fo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from features.session import SessionState
 from features.store import (
-    Applied,
     AttributionSave,
     FeatureStore,
-    Fencing,
-    Stamp,
     StoredList,
-    TopicPartition,
     feature_store_for,
 )
 from features.store.redis_common import RedisStore
@@ -32,64 +27,36 @@ from nowplaying.events import PlayEvent, RecommendationMessage, TrackEnd
 from nowplaying.keys import Keys
 from nowplaying.outcomes import OutcomeMessage
 from nowplaying.settings import Settings
-from nowplaying.steer_events import InputEvent
 from streams.attribution import Attribution
 from streams.pipeline import Pipeline
 from tests.conftest import SettingsFactory
 from tests.support.batches import NOW_S, end, raw, start
 from tests.support.fakes import FakePublisher, FakeRanker, RecordingSensor
+from tests.support.forwarding_store import Call, ForwardingStore
 
 
-class LosesFirstSaveReply:
+class LosesFirstSaveReply(ForwardingStore):
     """The real feature store, but the reply of the first result write that saves attribution
     is lost after Redis applied it."""
 
     def __init__(self, store: RedisStore) -> None:
-        self._store = store
+        super().__init__(store)
         self.lost = 0
 
-    async def claim_partitions(self, partitions: Sequence[TopicPartition]) -> Any:
-        return await self._store.claim_partitions(partitions)
-
-    async def apply_events(
-        self,
-        events: Sequence[InputEvent],
-        fencing: Fencing | None = None,
-        *,
-        attribution: bool = False,
-    ) -> list[Applied]:
-        return await self._store.apply_events(events, fencing, attribution=attribution)
-
-    async def write_results(
-        self,
-        states: Mapping[str, SessionState],
-        lists: Sequence[StoredList],
-        activity: Mapping[str, tuple[str, int]],
-        stamps: Mapping[str, Stamp] | None = None,
-        attribution: Sequence[AttributionSave] = (),
-    ) -> list[str]:
-        stored = await self._store.write_results(states, lists, activity, stamps, attribution)
+    def written(self, attribution: Sequence[AttributionSave]) -> None:
         if attribution and not self.lost:
             self.lost += 1
             raise ConnectionError("reply lost")
-        return stored
 
 
-class AnotherWriterFirst(LosesFirstSaveReply):
+class AnotherWriterFirst(ForwardingStore):
     """The real feature store, where another writer stores its own list for every trigger just
     before each result write (the lists of two writers of one event racing)."""
 
-    async def write_results(
-        self,
-        states: Mapping[str, SessionState],
-        lists: Sequence[StoredList],
-        activity: Mapping[str, tuple[str, int]],
-        stamps: Mapping[str, Stamp] | None = None,
-        attribution: Sequence[AttributionSave] = (),
-    ) -> list[str]:
-        theirs = [replace(item, message_json=their_list(item.message_json)) for item in lists]
-        await self._store.write_results({}, theirs, {})
-        return await self._store.write_results(states, lists, activity, stamps, attribution)
+    async def before(self, call: Call, lists: Sequence[StoredList] = ()) -> None:
+        if call == "write":
+            theirs = [replace(item, message_json=their_list(item.message_json)) for item in lists]
+            await self._store.write_results({}, theirs, {})
 
 
 def their_list(message_json: str) -> str:
