@@ -54,3 +54,18 @@ def session_accuracies(
     )
     first = (np.asarray(predicted)[starts] == np.asarray(actual)[starts]).astype(np.float64)
     return aa, first
+
+
+def best_threshold(
+    probabilities: NDArray[np.float64], sessions: NDArray[np.int64], actual: NDArray[np.bool_]
+) -> tuple[float, float]:
+    """The threshold of :data:`THRESHOLDS` with the best MAA of ``probabilities >= t`` (the
+    first of equals), and that MAA; 0.5 and 0.0 when there are no predictions."""
+    if len(probabilities) == 0:
+        return 0.5, 0.0
+
+    def maa(t: float) -> float:
+        return float(session_accuracies(sessions, probabilities >= t, actual)[0].mean())
+
+    best = max(THRESHOLDS, key=maa)
+    return best, maa(best)

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from features.artifacts import TrackArtifacts, fit_artifacts
 from models.labelled_sessions import Session
-from models.skip.accuracy import THRESHOLDS, session_accuracies
+from models.skip.accuracy import best_threshold
 from models.skip.params import binary_params
 from models.skip.task_features import (
     F64,
@@ -116,6 +116,28 @@ def _stats(sessions: Sequence[Session], seed: int) -> TaskStats:
     return fit_task_stats(sessions, embeddings_of(fit_artifacts(sessions, seed=seed)))
 
 
+def fit_task_booster(
+    rows: F64,
+    labels: NDArray[np.bool_],
+    val_rows: F64,
+    val_labels: NDArray[np.bool_],
+    cfg: TaskConfig,
+    *,
+    feature_names: Sequence[str] = TASK_FEATURE_NAMES,
+) -> lgb.Booster:
+    """LightGBM binary on the rows, early-stopped on the validation log loss (when there are
+    validation rows), cut at its best iteration."""
+    params = binary_params(cfg, feature_fraction=0.8)
+    train_set = lgb.Dataset(rows, labels, feature_name=list(feature_names))
+    valid = [lgb.Dataset(val_rows, val_labels, reference=train_set)] if len(val_rows) else []
+    stop: list[Callable[..., Any]] = []
+    if valid:
+        stop.append(lgb.early_stopping(cfg.early_stopping_rounds, verbose=False))
+    booster = lgb.train(params, train_set, cfg.trees, valid_sets=valid, callbacks=stop)
+    best = booster.best_iteration or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
 def train_task_model(
     train: Sequence[Session],
     validation: Sequence[Session],
@@ -128,29 +150,19 @@ def train_task_model(
     val_rows, val_labels, val_sessions = task_matrix(
         validation, fit_task_stats(train, embeddings_of(artifacts))
     )
-    params = binary_params(cfg, feature_fraction=0.8)
-    names = list(TASK_FEATURE_NAMES)
-    train_set = lgb.Dataset(rows, labels, feature_name=names)
-    valid = [lgb.Dataset(val_rows, val_labels, reference=train_set)] if len(val_rows) else []
-    stop: list[Callable[..., Any]] = []
-    if valid:
-        stop.append(lgb.early_stopping(cfg.early_stopping_rounds, verbose=False))
-    booster = lgb.train(params, train_set, cfg.trees, valid_sets=valid, callbacks=stop)
-    best = booster.best_iteration or booster.current_iteration()
-    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    booster = fit_task_booster(rows, labels, val_rows, val_labels, cfg)
     threshold, val_maa = 0.5, 0.0
     if len(val_rows):
-        prob = np.asarray(booster.predict(val_rows, num_threads=1))
-
-        def maa(t: float) -> float:
-            return float(session_accuracies(val_sessions, prob >= t, val_labels)[0].mean())
-
-        threshold = max(THRESHOLDS, key=maa)
-        val_maa = maa(threshold)
+        prob = np.asarray(booster.predict(val_rows, num_threads=1), np.float64)
+        threshold, val_maa = best_threshold(prob, val_sessions, val_labels)
     booster.save_model(str(version_dir / TASK_LIGHTGBM_FILE))
     metadata: dict[str, Any] = {
-        "feature_names": names,
-        "model": {"type": "lightgbm.Booster", "objective": "binary", "best_iteration": best},
+        "feature_names": list(TASK_FEATURE_NAMES),
+        "model": {
+            "type": "lightgbm.Booster",
+            "objective": "binary",
+            "best_iteration": booster.current_iteration(),
+        },
         "served": False,
         "threshold": threshold,
         "training": {"rows": len(rows), "skip_share": float(labels.mean()) if len(labels) else 0},

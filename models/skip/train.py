@@ -33,7 +33,7 @@ from features.artifacts import TrackArtifacts, fit_artifacts
 from features.rows import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES
 from models.export import INPUT_NAME, TARGET_OPSET, exact_float32_thresholds
 from models.labelled_sessions import Session
-from models.skip.accuracy import THRESHOLDS, session_accuracies
+from models.skip.accuracy import best_threshold
 from models.skip.examples import SkipExample, example_rows, labels_of, session_examples
 from models.skip.params import binary_params
 from models.skip.scorer import (
@@ -181,12 +181,9 @@ def choose_threshold(
     half = [i for i, e in enumerate(examples) if e.is_half]
     if not half:
         return 0.5, 0.0
-    prob = np.asarray(booster.predict(rows[half], num_threads=1))
+    prob = np.asarray(booster.predict(rows[half], num_threads=1), np.float64)
     chosen = [examples[i] for i in half]
-    sessions = _session_numbers(chosen)
-    actual = labels_of(chosen).astype(bool)
-    best = max(THRESHOLDS, key=lambda t: session_accuracies(sessions, prob >= t, actual)[0].mean())
-    return best, float(session_accuracies(sessions, prob >= best, actual)[0].mean())
+    return best_threshold(prob, _session_numbers(chosen), labels_of(chosen).astype(bool))
 
 
 def _session_numbers(examples: Sequence[SkipExample]) -> np.ndarray:
