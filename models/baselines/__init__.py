@@ -18,7 +18,7 @@ from models.baselines.base import (
     StateAwareScorer,
     top_k,
 )
-from models.baselines.knn import SessionKnn
+from models.baselines.knn import SequenceFilteredKnn, SessionKnn
 from models.baselines.sequence import SequenceModel
 from models.baselines.simple import EmbeddingSimilarity, Popularity
 from models.baselines.transitions import Transitions
@@ -51,6 +51,11 @@ BASELINES: Final[tuple[Method, ...]] = (
         lambda s, c: SessionKnn.fit(s, c, decay=True),
     ),
     Method(
+        "sf-sknn",
+        "SF-SKNN: the V-SKNN neighbours, only the tracks that followed the current one in them",
+        SequenceFilteredKnn.fit,
+    ),
+    Method(
         "embedding",
         "cosine to the current track, PPMI-SVD track embeddings (32 dimensions)",
         EmbeddingSimilarity.fit,
@@ -70,6 +75,7 @@ __all__ = [
     "NextTrackScorer",
     "Popularity",
     "Proposal",
+    "SequenceFilteredKnn",
     "SequenceModel",
     "SessionKnn",
     "StateAwareScorer",

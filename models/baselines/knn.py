@@ -19,6 +19,10 @@ binary vector over the catalogue (its distinct tracks):
 3. The ``k`` most similar sampled sessions (ties: more recent first) are the neighbours ``N``.
 4. ``score(i) = sum over n in N of sim(s, n) * 1[i in n]``.
 
+SF-SKNN (the paper's sequence-filtered variant, :class:`SequenceFilteredKnn`) takes the V-SKNN
+neighbours but counts only the tracks that came RIGHT AFTER the current track in them:
+``score(i) = sum over n in N of sim(s, n) * (times i followed the current track in n)``.
+
 Sparse matrices (``scipy.sparse``) hold the session-track incidence and its transpose; a query
 touches only the sessions of its own tracks.
 """
@@ -119,3 +123,41 @@ class SessionKnn:
         lo, hi = indptr[sessions], indptr[sessions + 1]
         tracks = indices[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])]
         return Proposal.from_sums(tracks.astype(np.int64), np.repeat(sims, hi - lo), self.n_tracks)
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceFilteredKnn:
+    """SF-SKNN: V-SKNN neighbours, scoring only the tracks that directly followed the current
+    track in them."""
+
+    knn: SessionKnn
+    #: per training session: its consecutive (track, next track) pairs, known tracks only
+    pairs: tuple[tuple[I64, I64], ...]
+
+    @classmethod
+    def fit(
+        cls, sessions: Sequence[SessionLike], catalogue: Catalogue, knn: SessionKnn | None = None
+    ) -> SequenceFilteredKnn:
+        """``knn``: the V-SKNN neighbourhood to use (by default V-SKNN's, fitted here)."""
+        knn = knn or SessionKnn.fit(sessions, catalogue, decay=True)
+        pairs = []
+        for seq in catalogue.sequences(sessions):
+            known = (seq[:-1] >= 0) & (seq[1:] >= 0)
+            pairs.append((seq[:-1][known], seq[1:][known]))
+        return cls(knn, tuple(pairs))
+
+    def propose(self, prefix: I64) -> Proposal:
+        current = int(prefix[-1]) if len(prefix) else -1
+        if current < 0:
+            return Proposal.empty()
+        sessions, sims = self.knn.neighbours(prefix)
+        followers, weights = [], []
+        for n, sim in zip(sessions.tolist(), sims.tolist(), strict=True):
+            before, after = self.pairs[n]
+            hit = after[before == current]
+            followers.append(hit)
+            weights.append(np.full(len(hit), sim))
+        if not followers:
+            return Proposal.empty()
+        tracks = np.concatenate(followers)
+        return Proposal.from_sums(tracks, np.concatenate(weights), self.knn.n_tracks)

@@ -59,7 +59,15 @@ def test_served_lists_against_the_full_catalogue_baselines(metrics: dict[str, An
         assert e["high"] - e["low"] < 0.08  # 1,000 sessions pin every figure down
     # Sequence matters on these sessions: every transition model and session kNN beats
     # popularity, and the served lists beat popularity and the embedding similarity outright.
-    for name in ("transitions-1", "transitions-2", "transitions-3", "sknn", "v-sknn", SERVED):
+    for name in (
+        "transitions-1",
+        "transitions-2",
+        "transitions-3",
+        "sknn",
+        "v-sknn",
+        "sf-sknn",
+        SERVED,
+    ):
         assert mrr[name]["low"] > mrr["popularity"]["high"], name
     assert mrr[SERVED]["low"] > mrr["embedding"]["high"]
 

@@ -12,6 +12,7 @@ from models.baselines import (
     NextTrackScorer,
     Popularity,
     Proposal,
+    SequenceFilteredKnn,
     SessionKnn,
     Transitions,
     top_k,
@@ -153,6 +154,28 @@ def test_v_sknn_weighs_the_session_by_a_linear_position_decay() -> None:
         {cat.index["a"]: 2 / 3, cat.index["b"]: 1.0}
     )
     assert size == 2
+
+
+def test_sf_sknn_counts_only_what_followed_the_current_track_in_the_neighbours() -> None:
+    sessions = [
+        session("f0", "a", "b", "c", "b", "d"),  # shares a and b; b followed by c, then by d
+        session("f1", "b", "e"),  # shares b only; b followed by e
+        session("f2", "x", "y"),  # shares nothing: not a neighbour
+    ]
+    cat = Catalogue.of(sessions)
+    knn = SessionKnn.fit(sessions, cat, k=5, sample_size=10, decay=True)
+    sf = SequenceFilteredKnn.fit(sessions, cat, knn)
+    prefix = cat.indices(["a", "b"])
+    found, sims = sf.knn.neighbours(prefix)
+    assert found.tolist() == [0, 1]
+    assert sims.tolist() == pytest.approx([1.5 / 2, 1.0 / 2])  # the V-SKNN similarities
+    proposal = sf.propose(prefix)
+    tracks = [cat.track_ids[t] for t in proposal.tracks]
+    scores = dict(zip(tracks, proposal.keys[:, 0].tolist(), strict=True))
+    # a, the neighbours' other track before b, is not proposed; nor are x and y
+    assert scores == pytest.approx({"c": 0.75, "d": 0.75, "e": 0.5})
+    assert ranked(sf, cat, ["a", "b"], 3) == ["c", "d", "e"]
+    assert len(sf.propose(cat.indices(["a", "unknown"])).tracks) == 0
 
 
 def test_embedding_similarity_ranks_by_cosine_to_the_current_track() -> None:
