@@ -85,7 +85,7 @@ class TrainConfig:
     label_gain: tuple[float, ...] = (0.0, 1.0, 3.0, 7.0)
     queries_per_session: int | None = 10  # sampled training queries per session (None: all)
     candidates: int = 200  # generator candidates of the training and validation queries
-    served_candidates: int = 100  # of the evaluated served lists: NP_CANDIDATES' default
+    served_candidates: int = 100  # of the evaluated served lists: NP_CANDIDATES (its default)
     folds: int = 4  # out-of-fold artifacts for the training rows (1: no folds)
     early_stopping_rounds: int = 30
     validation_queries: int = 1000  # cap on the early-stopping queries (all candidates each)

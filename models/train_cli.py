@@ -43,6 +43,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         sequence_epochs=getattr(args, "sequence_epochs", None) or TrainConfig.sequence_epochs,
         ablation=getattr(args, "ablation", False),
         skip_task_model=getattr(args, "skip_task_model", False),
+        served_candidates=settings.candidates,
     )
     data_info = {
         "description": description,

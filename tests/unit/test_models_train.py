@@ -123,19 +123,28 @@ def test_the_ranker_beats_popularity_on_synthetic_sessions(trained: Trained) -> 
 
 
 def test_cli_train_synthetic_then_evaluate(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both commands evaluate what the worker would serve: NP_CANDIDATES candidates per state
+    (not the 200 of the training rows), so they report the same figures."""
+    monkeypatch.setenv("NP_CANDIDATES", "37")
     args = ["--sessions", "120", "--trees", "10", "--folds", "2", "--no-progress"]
     assert main(["train", "--synthetic", *args, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "SYNTHETIC" in out
     assert "ranker" in out
     version_dir = resolve_version_dir(tmp_path)
+    assert "Candidate recall@37" in (version_dir / REPORT_FILE).read_text()
+    trained = json.loads((version_dir / "metrics.json").read_text())
     (version_dir / REPORT_FILE).unlink()
     assert main(["evaluate", "--model", str(version_dir), "--no-progress"]) == 0
     report = (version_dir / REPORT_FILE).read_text()
     assert "| ranker |" in report
-    assert "Candidate recall@200" in report
+    assert "Candidate recall@37" in report
+    evaluated = json.loads((version_dir / "metrics.json").read_text())
+    assert evaluated["evaluation"]["candidates"] == 37
+    served = [m["evaluation"]["served"]["methods"]["served"] for m in (trained, evaluated)]
+    assert served[0]["figures"] == served[1]["figures"]
 
 
 def test_cli_train_without_data_explains_the_synthetic_option(
