@@ -52,7 +52,7 @@ BASELINES: Final[tuple[Method, ...]] = (
     ),
     Method(
         "sf-sknn",
-        "SF-SKNN: the V-SKNN neighbours, only the tracks that followed the current one in them",
+        "SF-SKNN: the SKNN neighbours, only the tracks that followed the current one in them",
         SequenceFilteredKnn.fit,
     ),
     Method(

@@ -19,7 +19,7 @@ binary vector over the catalogue (its distinct tracks):
 3. The ``k`` most similar sampled sessions (ties: more recent first) are the neighbours ``N``.
 4. ``score(i) = sum over n in N of sim(s, n) * 1[i in n]``.
 
-SF-SKNN (the paper's sequence-filtered variant, :class:`SequenceFilteredKnn`) takes the V-SKNN
+SF-SKNN (the paper's sequence-filtered variant, :class:`SequenceFilteredKnn`) takes the SKNN
 neighbours but counts only the tracks that came RIGHT AFTER the current track in them:
 ``score(i) = sum over n in N of sim(s, n) * (times i followed the current track in n)``.
 
@@ -127,7 +127,7 @@ class SessionKnn:
 
 @dataclass(frozen=True, eq=False)
 class SequenceFilteredKnn:
-    """SF-SKNN: V-SKNN neighbours, scoring only the tracks that directly followed the current
+    """SF-SKNN: SKNN neighbours, scoring only the tracks that directly followed the current
     track in them."""
 
     knn: SessionKnn
@@ -138,12 +138,15 @@ class SequenceFilteredKnn:
     def fit(
         cls, sessions: Sequence[SessionLike], catalogue: Catalogue, knn: SessionKnn | None = None
     ) -> SequenceFilteredKnn:
-        """``knn``: the V-SKNN neighbourhood to use (by default V-SKNN's, fitted here)."""
-        knn = knn or SessionKnn.fit(sessions, catalogue, decay=True)
+        """``knn``: the neighbourhood to use, fitted on the same sessions (by default SKNN's,
+        fitted here)."""
+        knn = knn or SessionKnn.fit(sessions, catalogue, decay=False)
         pairs = []
         for seq in catalogue.sequences(sessions):
             known = (seq[:-1] >= 0) & (seq[1:] >= 0)
             pairs.append((seq[:-1][known], seq[1:][known]))
+        if len(pairs) != len(knn.lengths):
+            raise ValueError(f"knn was fitted on {len(knn.lengths)} sessions, not {len(pairs)}")
         return cls(knn, tuple(pairs))
 
     def propose(self, prefix: I64) -> Proposal:

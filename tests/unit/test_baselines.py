@@ -163,19 +163,22 @@ def test_sf_sknn_counts_only_what_followed_the_current_track_in_the_neighbours()
         session("f2", "x", "y"),  # shares nothing: not a neighbour
     ]
     cat = Catalogue.of(sessions)
-    knn = SessionKnn.fit(sessions, cat, k=5, sample_size=10, decay=True)
+    knn = SessionKnn.fit(sessions, cat, k=5, sample_size=10)
     sf = SequenceFilteredKnn.fit(sessions, cat, knn)
     prefix = cat.indices(["a", "b"])
     found, sims = sf.knn.neighbours(prefix)
     assert found.tolist() == [0, 1]
-    assert sims.tolist() == pytest.approx([1.5 / 2, 1.0 / 2])  # the V-SKNN similarities
+    f0, f1 = 2 / math.sqrt(2 * 4), 1 / math.sqrt(2 * 2)  # the SKNN cosines
+    assert sims.tolist() == pytest.approx([f0, f1])
     proposal = sf.propose(prefix)
     tracks = [cat.track_ids[t] for t in proposal.tracks]
     scores = dict(zip(tracks, proposal.keys[:, 0].tolist(), strict=True))
     # a, the neighbours' other track before b, is not proposed; nor are x and y
-    assert scores == pytest.approx({"c": 0.75, "d": 0.75, "e": 0.5})
+    assert scores == pytest.approx({"c": f0, "d": f0, "e": f1})
     assert ranked(sf, cat, ["a", "b"], 3) == ["c", "d", "e"]
     assert len(sf.propose(cat.indices(["a", "unknown"])).tracks) == 0
+    with pytest.raises(ValueError, match="fitted on 2 sessions"):
+        SequenceFilteredKnn.fit(sessions, cat, SessionKnn.fit(sessions[:2], cat))
 
 
 def test_embedding_similarity_ranks_by_cosine_to_the_current_track() -> None:
