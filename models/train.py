@@ -75,7 +75,7 @@ class TrainConfig:
     negatives: int = 20  # generator candidates per training query (besides the positive) ...
     #: ... of which the generator's first ones (the rest sampled). 0: all sampled. Measured on
     #: the real data, 10 of 20 LOST 0.06 served HR@10 (validation stopped at 52 trees): the
-    #: ranker then meets few easy negatives, and serving ranks all 200 candidates.
+    #: ranker then meets few easy negatives, and serving ranks all NP_CANDIDATES candidates.
     hard_negatives: int = 0
     negative_pool: int | None = None  # sample the negatives from the generator's first ones
     #: Every actual next track a positive (models.ranking_queries.LABEL: early skips too);

@@ -21,7 +21,8 @@ from numpy.typing import NDArray
 
 from features.artifacts import TrackArtifacts
 from models.labelled_sessions import Session
-from models.skip.accuracy import THRESHOLDS, session_accuracies
+from models.skip import accuracy
+from models.skip.accuracy import session_accuracies
 from models.skip.sequence_task_data import (
     N_TRACK_STATS,
     SEQUENCE_METADATA_FILE,
@@ -58,9 +59,10 @@ def maa_of(arrays: TaskArrays, prob: NDArray[np.float64], threshold: float) -> f
 
 
 def best_threshold(arrays: TaskArrays, prob: NDArray[np.float64]) -> tuple[float, float]:
-    """The threshold of :data:`THRESHOLDS` with the best MAA, and that MAA."""
-    threshold = max(THRESHOLDS, key=lambda t: maa_of(arrays, prob, t))
-    return threshold, maa_of(arrays, prob, threshold)
+    """The threshold of :data:`~models.skip.accuracy.THRESHOLDS` with the best MAA of the
+    arrays' real second-half steps, and that MAA."""
+    actual = arrays.flat(arrays.labels) > 0.5
+    return accuracy.best_threshold(prob, arrays.session_numbers(), actual)
 
 
 def add_sequence_task_model(

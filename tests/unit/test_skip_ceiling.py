@@ -9,11 +9,13 @@ import itertools
 import numpy as np
 import pytest
 
+from devtools import skip_ceiling
 from devtools.skip_ceiling import (
     HISTORY_NAMES,
     expected_aa,
     history_columns,
     metric_optimal,
+    sample_outcomes,
     with_history,
 )
 from features.session import Outcome
@@ -50,13 +52,41 @@ def test_outcomes_that_go_together_beat_the_per_track_majority() -> None:
     assert brute_force_mean_aa(chosen, samples) > brute_force_mean_aa(majority, samples)
 
 
-def test_long_sessions_are_searched_by_coordinate_ascent() -> None:
+def test_long_sessions_are_searched_by_coordinate_ascent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past EXHAUSTIVE_UP_TO tracks: a local optimum (no single flip is better), and on a case
+    with a better answer than the majority vote, it finds that answer."""
+    monkeypatch.setattr(skip_ceiling, "EXHAUSTIVE_UP_TO", 0)
     rng = np.random.default_rng(3)
-    samples = rng.random((40, 14)) < 0.5
+    samples = rng.random((40, 14)) < rng.random(14)
     chosen = metric_optimal(samples)
-    majority = samples.mean(axis=0) >= 0.5
     assert len(chosen) == 14
-    assert brute_force_mean_aa(chosen, samples) >= brute_force_mean_aa(majority, samples)
+    best = brute_force_mean_aa(chosen, samples)
+    for i in range(14):
+        flipped = chosen.copy()
+        flipped[i] = not flipped[i]
+        assert brute_force_mean_aa(flipped, samples) <= best + 1e-12
+    together = np.array(
+        [[0, 1, 1], [1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 1], [0, 0, 0], [0, 0, 0]], bool
+    )
+    assert metric_optimal(together).tolist() == [False, False, False]
+
+
+class _PreviousOutcome:
+    """A stand-in booster: the probability of an early skip is the previous play's outcome."""
+
+    def predict(self, features: np.ndarray, num_threads: int) -> np.ndarray:
+        return features[:, len(TASK_FEATURE_NAMES) + HISTORY_NAMES.index("previous_early")]
+
+
+def test_sampled_outcomes_follow_each_sessions_own_earlier_draws() -> None:
+    stats = fit_task_stats([_session("ccccee")], {})
+    # two sessions: the last known play skipped early in the first, listened in the second
+    rows, _, numbers = task_matrix([_session("ccle" + "ecce"), _session("eecc" + "eeeee")], stats)
+    drawn = sample_outcomes(_PreviousOutcome(), rows, 3, seed=1)  # type: ignore[arg-type]
+    assert drawn.shape == (3, len(rows))
+    # with p = the previous outcome, every draw copies the last known outcome down the half
+    assert drawn[:, numbers == 0].all()
+    assert not drawn[:, numbers == 1].any()
 
 
 def _session(outcomes: str) -> Session:
