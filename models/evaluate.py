@@ -331,11 +331,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return run_steering(settings, args)
     try:
         version_dir = args.model or resolve_version_dir(settings.model_dir, settings.model_version)
-        recommender = Recommender.load(
-            version_dir,
-            intra_op_threads=settings.ort_intra_op_threads,
-            candidates=settings.candidates,
-        )
+        recommender = Recommender.served(version_dir, settings)
     except (ModelNotFoundError, ValueError, OSError) as exc:
         print(f"nowplaying evaluate: {exc}", file=sys.stderr)
         return 2

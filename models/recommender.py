@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -39,6 +39,9 @@ from models.export import onnx_input_width, onnx_scores, onnx_session
 from models.registry import METADATA_FILE, MODEL_FILE
 from nowplaying import metrics
 from nowplaying.events import Recommendation
+
+if TYPE_CHECKING:
+    from nowplaying.settings import Settings
 
 #: The sequence model of a version folder (models.sequence.scorer.SEQUENCE_MODEL_FILE).
 SEQUENCE_FILE: Final = "sequence.onnx"
@@ -101,6 +104,17 @@ class Recommender:
         session = onnx_session(version_dir / MODEL_FILE, intra_op_threads)
         sequence = load_sequence(version_dir, intra_op_threads)
         return cls(session, artifacts, metadata, candidates=candidates, sequence=sequence)
+
+    @classmethod
+    def served(cls, version_dir: Path, settings: Settings) -> Recommender:
+        """The version as the worker serves it: ``NP_CANDIDATES`` candidates per state and
+        ``NP_ORT_INTRA_OP_THREADS`` onnxruntime threads (the offline evaluations use it too, so
+        they score what is served)."""
+        return cls.load(
+            version_dir,
+            intra_op_threads=settings.ort_intra_op_threads,
+            candidates=settings.candidates,
+        )
 
     def score(
         self,

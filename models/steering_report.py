@@ -108,11 +108,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """``nowplaying evaluate --steering``."""
     try:
         version_dir = args.model or resolve_version_dir(settings.model_dir, settings.model_version)
-        recommender = Recommender.load(
-            version_dir,
-            intra_op_threads=settings.ort_intra_op_threads,
-            candidates=settings.candidates,
-        )
+        recommender = Recommender.served(version_dir, settings)
         _, _, test, description = version_splits(settings, version_dir)
     except (ModelNotFoundError, DataError, ValueError, OSError) as exc:
         print(f"nowplaying evaluate --steering: {exc}", file=sys.stderr)

@@ -58,11 +58,7 @@ def load_models(settings: Settings) -> LoadedModels:
     experiment = experiment_from(settings.model_variants, settings.experiment_salt)
     if experiment is None:
         version_dir = resolve_version_dir(settings.model_dir, settings.model_version)
-        recommender = Recommender.load(
-            version_dir,
-            intra_op_threads=settings.ort_intra_op_threads,
-            candidates=settings.candidates,
-        )
+        recommender = Recommender.served(version_dir, settings)
         models = LoadedModels(recommender, version_dir)
     else:
         models = _load_ab_test(settings, experiment)
